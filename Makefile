@@ -1,0 +1,31 @@
+# Two commands do everything: `make repro` (set up + run the pipeline) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# dvc.yaml's commands call `python`: the venv's must come first, as after `source .venv/bin/activate`.
+IN_VENV := PATH="$(CURDIR)/$(BIN):$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)"
+
+.PHONY: repro test setup lock clean-venv
+
+repro: $(VENV)/.installed
+	$(IN_VENV) dvc repro
+
+test: $(VENV)/.installed
+	$(IN_VENV) python -m pytest
+
+setup: $(VENV)/.installed
+
+# The stamp is rebuilt whenever the lock changes, so a pulled lock reinstalls.
+$(VENV)/.installed: requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --requirement requirements.lock
+	touch $@
+
+# Regenerates the exact pins from pyproject.toml; run after changing dependencies.
+lock: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet pip-tools==7.6.2
+	$(BIN)/pip-compile --quiet --strip-extras --extra test --no-emit-find-links \
+		--no-emit-index-url --output-file requirements.lock pyproject.toml
+
+clean-venv:
+	rm -rf $(VENV)
