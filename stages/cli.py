@@ -1,0 +1,25 @@
+"""How every stage reports a mistake the user can fix: one line on stderr, non-zero exit."""
+
+import os
+import sys
+from collections.abc import Callable
+
+EXIT_USER_ERROR = 2
+
+
+class UserError(Exception):
+    """A bad param, a missing or corrupted file: something the user fixes, not a bug."""
+
+
+def run(main: Callable[[], None]) -> None:
+    """Runs a stage's main(), turning a UserError into one line and exit code 2.
+
+    Set KD_DEBUG=1 to see the full traceback instead.
+    """
+    try:
+        main()
+    except UserError as error:
+        if os.environ.get("KD_DEBUG"):
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)

@@ -1,0 +1,271 @@
+"""Fashion-MNIST: find the IDX files, verify and parse them, split, and store the prepared arrays.
+
+Numpy only: nothing here imports TensorFlow.
+"""
+
+import gzip
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from stages.cli import UserError
+
+CLASS_NAMES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+NUM_CLASSES = len(CLASS_NAMES)
+IMAGE_SHAPE = (28, 28)
+
+# SHA-256 of the decompressed payloads; they hold for every source, so any copy is checked the same way.
+SHA256 = {
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
+EXPECTED_COUNTS = {"train": 60_000, "t10k": 10_000}
+
+DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+KERAS_CACHE_DIR = Path.home() / ".keras" / "datasets" / "fashion-mnist"
+# Keras's mirror serves HTTPS; Zalando's serves HTTP only, which the SHA-256 check makes safe to use.
+MIRRORS = (
+    "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+)
+GET_DATA_HINT = (
+    "install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist) "
+    "or point FASHION_MNIST_DIR at a folder holding the four .gz files"
+)
+
+IDX_UBYTE = 0x08
+
+
+@dataclass(frozen=True)
+class Split:
+    images: np.ndarray  # uint8, (n, 28, 28); scaled inside the model, so data stays small
+    labels: np.ndarray  # uint8, (n,)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def take(self, indices: np.ndarray) -> "Split":
+        return Split(self.images[indices], self.labels[indices])
+
+
+# ---------------------------------------------------------------- IDX format
+
+def parse_idx(payload: bytes, name: str) -> np.ndarray:
+    """Parses an unsigned-byte IDX file (magic 0x0000080N, N big-endian uint32 dimensions)."""
+    if len(payload) < 4:
+        raise UserError(f"{name}: too short for an IDX header ({len(payload)} bytes)")
+    zero, zero_too, data_type, ndim = payload[:4]
+    if zero or zero_too or data_type != IDX_UBYTE or ndim == 0:
+        raise UserError(
+            f"{name}: bad IDX magic number 0x{payload[:4].hex()}; expected 0x000008NN (unsigned bytes, NN dimensions)"
+        )
+    header_size = 4 + 4 * ndim
+    if len(payload) < header_size:
+        raise UserError(f"{name}: IDX header truncated; {ndim} dimensions need {header_size} bytes")
+    shape = tuple(int(d) for d in np.frombuffer(payload, dtype=">u4", count=ndim, offset=4))
+    expected = header_size + int(np.prod(shape))
+    if len(payload) != expected:
+        raise UserError(f"{name}: IDX shape {shape} needs {expected} bytes, the file has {len(payload)}")
+    return np.frombuffer(payload, dtype=np.uint8, offset=header_size).reshape(shape)
+
+
+def check_idx_pair(images: np.ndarray, labels: np.ndarray, prefix: str) -> None:
+    count = EXPECTED_COUNTS[prefix]
+    if images.shape != (count, *IMAGE_SHAPE):
+        raise UserError(f"{prefix}-images-idx3-ubyte: shape {images.shape}, expected {(count, *IMAGE_SHAPE)}")
+    if labels.shape != (count,):
+        raise UserError(f"{prefix}-labels-idx1-ubyte: shape {labels.shape}, expected {(count,)}")
+    if labels.max() >= NUM_CLASSES:
+        raise UserError(f"{prefix}-labels-idx1-ubyte: label {labels.max()} found; labels are 0..{NUM_CLASSES - 1}")
+
+
+# ---------------------------------------------------------------- finding and verifying the files
+
+def _candidate_dirs() -> list[tuple[str, Path]]:
+    candidates = []
+    if os.environ.get("FASHION_MNIST_DIR"):
+        candidates.append(("FASHION_MNIST_DIR", Path(os.environ["FASHION_MNIST_DIR"])))
+    candidates += [("Debian package", DEBIAN_DIR), ("Keras cache", KERAS_CACHE_DIR)]
+    return candidates
+
+
+def _find_file(directory: Path, name: str) -> Path | None:
+    for candidate in (directory / f"{name}.gz", directory / name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def download_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "fashion-mnist"
+
+
+def locate_source() -> tuple[str, Path]:
+    """The first folder holding all four files, in the documented order; else downloads them."""
+    for label, directory in _candidate_dirs():
+        found = [_find_file(directory, name) for name in SHA256]
+        if all(found):
+            return label, directory
+        if label == "FASHION_MNIST_DIR":
+            missing = [name for name, path in zip(SHA256, found) if path is None]
+            raise UserError(f"FASHION_MNIST_DIR={directory}: missing {', '.join(missing)} (.gz or raw)")
+    directory = download_dir()
+    if not all(_find_file(directory, name) for name in SHA256):
+        download_all(directory)
+    return "download cache", directory
+
+
+def read_payload(path: Path, name: str) -> bytes:
+    """The decompressed bytes of IDX file `name` stored at `path`, verified against its known SHA-256."""
+    try:
+        payload = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (EOFError, gzip.BadGzipFile, OSError) as error:
+        raise UserError(f"{path}: cannot decompress ({error}); the file is truncated or not gzip. {GET_DATA_HINT}") from None
+    digest = hashlib.sha256(payload).hexdigest()
+    if digest != SHA256[name]:
+        raise UserError(
+            f"{path}: SHA-256 of the decompressed data is {digest}, expected {SHA256[name]}; "
+            f"the file is corrupted. {GET_DATA_HINT}"
+        )
+    return payload
+
+
+def _fetch(url: str, target: Path, name: str) -> None:
+    """Downloads to a side file and renames it only once its checksum holds."""
+    from tqdm import tqdm  # only a download needs a progress bar
+
+    partial = target.with_name(target.name + ".partial.gz")
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out, \
+                tqdm(total=int(response.headers.get("Content-Length") or 0) or None,
+                     unit="B", unit_scale=True, desc=target.name) as progress:
+            while chunk := response.read(1 << 16):
+                out.write(chunk)
+                progress.update(len(chunk))
+        read_payload(partial, name)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def download_all(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in SHA256:
+        target = directory / f"{name}.gz"
+        errors = []
+        for mirror in MIRRORS:
+            try:
+                _fetch(mirror + target.name, target, name)
+                break
+            except (OSError, UserError) as error:
+                errors.append(f"{mirror}: {error}")
+        else:
+            raise UserError(f"{target.name}: no local copy and no mirror answered ({'; '.join(errors)}). {GET_DATA_HINT}")
+
+
+def load_raw() -> tuple[str, Path, Split, Split]:
+    """Finds, verifies and parses the four files: (source label, folder, train, test)."""
+    label, directory = locate_source()
+    splits = []
+    for prefix in ("train", "t10k"):
+        images, labels = (
+            parse_idx(read_payload(_find_file(directory, name), name), name)
+            for name in (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
+        )
+        check_idx_pair(images, labels, prefix)
+        splits.append(Split(images, labels))
+    return label, directory, splits[0], splits[1]
+
+
+# ---------------------------------------------------------------- stratified sampling
+
+def class_quotas(labels: np.ndarray, count: int) -> np.ndarray:
+    """How many of `count` draws each class gets, proportional to its size (largest remainder)."""
+    sizes = np.bincount(labels, minlength=NUM_CLASSES).astype(np.int64)
+    # Integer arithmetic: float shares would break remainder ties by rounding noise.
+    quotas, remainders = np.divmod(count * sizes, sizes.sum())
+    order = np.lexsort((np.arange(NUM_CLASSES), -remainders))  # ties go to the lower class index
+    quotas[order[: count - quotas.sum()]] += 1
+    return quotas
+
+
+def stratified_indices(labels: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of a class-stratified random sample of `count` items."""
+    quotas = class_quotas(labels, count)
+    chosen = [
+        rng.permutation(np.flatnonzero(labels == label))[:quota]
+        for label, quota in enumerate(quotas)
+    ]
+    return np.sort(np.concatenate(chosen))
+
+
+def split_dataset(train: Split, test: Split, val_size: int, subset: int | None, seed: int) -> dict[str, Split]:
+    """train/val/test; with `subset`, a stratified subset of training and a proportional one of test."""
+    rng = np.random.default_rng(seed)
+    if subset is not None:
+        if not NUM_CLASSES <= subset <= len(train):
+            raise UserError(f"params.yaml: prepare.subset = {subset} is invalid: allowed {NUM_CLASSES}..{len(train)} or null")
+        test_count = max(NUM_CLASSES, round(len(test) * subset / len(train)))
+        train = train.take(stratified_indices(train.labels, subset, rng))
+        test = test.take(stratified_indices(test.labels, test_count, rng))
+    if not NUM_CLASSES <= val_size <= len(train) - NUM_CLASSES:
+        raise UserError(
+            f"params.yaml: prepare.val_size = {val_size} is invalid: allowed {NUM_CLASSES}..{len(train) - NUM_CLASSES} "
+            f"for {len(train)} training images"
+        )
+    val_indices = stratified_indices(train.labels, val_size, rng)
+    keep = np.ones(len(train), dtype=bool)
+    keep[val_indices] = False
+    return {"train": train.take(np.flatnonzero(keep)), "val": train.take(val_indices), "test": test}
+
+
+# ---------------------------------------------------------------- prepared arrays on disk
+
+PREPARED_DIR = Path("data/prepared")
+
+
+def save_prepared(splits: dict[str, Split], directory: Path = PREPARED_DIR) -> None:
+    """Writes .npy files (byte-stable, unlike npz's timestamped zip entries) into a new folder, then renames it."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+    staging.chmod(0o755)  # mkdtemp's private 0700 would outlive the rename
+    try:
+        for name, split in splits.items():
+            np.save(staging / f"{name}_images.npy", split.images)
+            np.save(staging / f"{name}_labels.npy", split.labels)
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(staging, directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def load_split(name: str, directory: Path = PREPARED_DIR) -> Split:
+    arrays = []
+    for kind in ("images", "labels"):
+        path = directory / f"{name}_{kind}.npy"
+        try:
+            arrays.append(np.load(path, allow_pickle=False))
+        except FileNotFoundError:
+            raise UserError(f"{path}: missing; run `dvc repro prepare`") from None
+        except ValueError as error:
+            raise UserError(f"{path}: unreadable ({error}); run `dvc repro -f prepare`") from None
+    images, labels = arrays
+    if images.dtype != np.uint8 or images.shape[1:] != IMAGE_SHAPE or labels.shape != images.shape[:1]:
+        raise UserError(
+            f"{directory}/{name}_*.npy: images {images.dtype}{images.shape} and labels {labels.shape} do not match "
+            f"uint8 (n, 28, 28) and (n,); run `dvc repro -f prepare`"
+        )
+    return Split(images, labels)

@@ -1,0 +1,58 @@
+"""The Hinton et al. (2015) distillation objective, on teacher logits computed once per run.
+
+    loss = alpha * CE(y, student) + (1 - alpha) * T^2 * KL(softmax(teacher / T) || softmax(student / T))
+
+alpha weighs the hard labels (the reference code's convention): alpha = 1 is plain training on labels,
+alpha = 0 is pure distillation. The T^2 factor, which keras.distillation.LogitsDistillation applies
+for KL, keeps the soft term's gradients the same size as T changes.
+"""
+
+import keras
+
+
+class DistillationLoss:
+    """Both terms of the objective, kept apart so they can be logged separately."""
+
+    def __init__(self, temperature: float, alpha: float):
+        self.temperature = temperature
+        self.alpha = alpha
+        self.hard = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        # An instance, not the string "kl_divergence": LogitsDistillation applies the softmax and T^2
+        # only when it sees a KLDivergence object; the string resolves to a bare function that it
+        # applies to raw logits (Keras 3.15).
+        self.soft = keras.distillation.LogitsDistillation(
+            temperature=temperature, loss=keras.losses.KLDivergence()
+        )
+
+    def terms(self, labels, teacher_logits, student_logits):
+        """(total, hard-label CE, T^2-scaled KL), each averaged over the batch."""
+        hard = self.hard(labels, student_logits)
+        soft = self.soft.compute_loss(teacher_logits, student_logits)
+        return self.alpha * hard + (1 - self.alpha) * soft, hard, soft
+
+
+class TeacherLogitsDistiller(keras.Model):
+    """Trains `student` on targets {"label", "teacher_logits"}: the teacher never runs during training.
+
+    keras.distillation.Distiller calls the teacher on every step. With no augmentation its logits
+    for an image never change, so they are computed once and passed in as a second target.
+    """
+
+    def __init__(self, student: keras.Model, loss: DistillationLoss, **kwargs):
+        super().__init__(name=f"{student.name}_distiller", **kwargs)
+        self.student = student
+        self.objective = loss
+        self.hard_loss_tracker = keras.metrics.Mean(name="hard_loss")
+        self.soft_loss_tracker = keras.metrics.Mean(name="soft_loss")
+
+    def call(self, images, training=False):
+        return self.student(images, training=training)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        total, hard, soft = self.objective.terms(y["label"], y["teacher_logits"], y_pred)
+        self.hard_loss_tracker.update_state(hard)
+        self.soft_loss_tracker.update_state(soft)
+        return total
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return super().compute_metrics(x, y["label"], y_pred, sample_weight)

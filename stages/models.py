@@ -1,0 +1,106 @@
+"""Model construction and the one training loop shared by teacher, student and distilled student."""
+
+import os
+
+import keras
+import tensorflow as tf
+
+from stages.cli import UserError
+from stages.data import IMAGE_SHAPE, NUM_CLASSES, Split
+from stages.params import Training
+
+
+def make_deterministic(seed: int) -> None:
+    """Seeds Python, NumPy and TensorFlow and pins op determinism: same params, same bits."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def build_mlp(hidden_units: list[int], name: str) -> keras.Model:
+    """An MLP on raw uint8 images that outputs logits; scaling happens inside, per batch."""
+    images = keras.Input(shape=IMAGE_SHAPE, dtype="uint8", name="image")
+    x = keras.layers.Rescaling(1 / 255, name="scale")(images)
+    x = keras.layers.Flatten(name="flatten")(x)
+    for depth, units in enumerate(hidden_units, start=1):
+        x = keras.layers.Dense(units, activation="relu", name=f"hidden_{depth}")(x)
+    logits = keras.layers.Dense(NUM_CLASSES, name="logits")(x)
+    return keras.Model(images, logits, name=name)
+
+
+def make_optimizer(recipe: Training) -> keras.optimizers.Optimizer:
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=recipe.learning_rate,
+        decay_steps=recipe.decay_steps,
+        alpha=recipe.decay_alpha,
+    )
+    return keras.optimizers.Adam(learning_rate=schedule, amsgrad=True)
+
+
+def fit(model: keras.Model, recipe: Training, x_train, y_train, x_val, y_val, loss=None) -> dict:
+    """Trains with early stopping on validation loss and restores the best epoch's weights.
+
+    The test split never reaches this function: model selection sees validation data only.
+    Returns a summary of the run for the stage's metrics file.
+    """
+    model.compile(
+        optimizer=make_optimizer(recipe),
+        loss=loss,
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    early_stopping = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=recipe.patience, restore_best_weights=True
+    )
+    history = model.fit(
+        x_train, y_train,
+        batch_size=recipe.batch_size,
+        epochs=recipe.epochs,
+        validation_data=(x_val, y_val),
+        callbacks=[early_stopping],
+        shuffle=True,
+        verbose=2,
+    )
+    best = early_stopping.best_epoch
+    return {
+        "epochs_run": len(history.epoch),
+        "best_epoch": best + 1,
+        **{name: round(float(values[best]), 6) for name, values in history.history.items()},
+    }
+
+
+def predict_logits(model: keras.Model, split: Split, batch_size: int = 1024):
+    return model.predict(split.images, batch_size=batch_size, verbose=0)
+
+
+def weights_path(model_name: str) -> str:
+    return f"models/{model_name}.weights.h5"
+
+
+def save_weights(model: keras.Model, path: str) -> None:
+    """Saves the layer weights alone, to a side file renamed into place when complete.
+
+    A compiled model would also save its optimizer state, which no later stage reads; an
+    uncompiled model over the same layers holds the weights alone.
+    """
+    inference_copy = keras.Model(model.inputs, model.outputs, name=model.name)
+    directory, filename = os.path.split(path)
+    os.makedirs(directory or ".", exist_ok=True)
+    partial = os.path.join(directory, f".partial-{os.getpid()}-{filename}")
+    try:
+        inference_copy.save_weights(partial)
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+def load_model(model_name: str, hidden_units: list[int], weights_file: str) -> keras.Model:
+    model = build_mlp(hidden_units, model_name)
+    try:
+        model.load_weights(weights_file)
+    except FileNotFoundError:
+        raise UserError(f"{weights_file}: missing; run `dvc repro`") from None
+    except (ValueError, OSError) as error:
+        raise UserError(
+            f"{weights_file}: does not match the architecture {hidden_units} in params.yaml ({error}); run `dvc repro`"
+        ) from None
+    return model

@@ -1,0 +1,106 @@
+"""The schema of params.yaml: every stage validates the whole file before doing any work."""
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from stages.cli import UserError
+
+PARAMS_FILE = Path("params.yaml")
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+UnitFloat = Annotated[float, Field(ge=0, le=1)]
+
+
+class Section(BaseModel):
+    # strict: a quoted "0.1" or a bool where a number belongs is a mistake, not a value.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Prepare(Section):
+    val_size: PositiveInt
+    subset: PositiveInt | None
+
+
+class Training(Section):
+    """The recipe shared by teacher and student; distill reuses the student's."""
+
+    hidden_units: Annotated[list[PositiveInt], Field(min_length=1)]
+    learning_rate: PositiveFloat
+    decay_steps: PositiveInt
+    decay_alpha: UnitFloat
+    batch_size: PositiveInt
+    epochs: PositiveInt
+    patience: NonNegativeInt
+
+
+class Distill(Section):
+    temperature: PositiveFloat
+    alpha: UnitFloat  # weight on the hard-label loss; 1 - alpha goes to the teacher
+
+
+class Evaluate(Section):
+    ece_bins: PositiveInt
+
+
+class Params(Section):
+    seed: NonNegativeInt
+    prepare: Prepare
+    teacher: Training
+    student: Training
+    distill: Distill
+    evaluate: Evaluate
+
+
+def _allowed_keys(model: type[BaseModel], location: tuple) -> list[str]:
+    for key in location:
+        if isinstance(key, int):
+            continue
+        annotation = model.model_fields[key].annotation
+        model = next(
+            (arg for arg in (annotation, *getattr(annotation, "__args__", ()))
+             if isinstance(arg, type) and issubclass(arg, BaseModel)),
+            None,
+        )
+        if model is None:
+            return []
+    return list(model.model_fields)
+
+
+def _describe(error: dict) -> str:
+    location = tuple(error["loc"])
+    key = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in location)[1:]
+    if error["type"] == "extra_forbidden":
+        allowed = _allowed_keys(Params, location[:-1])
+        hint = difflib.get_close_matches(str(location[-1]), allowed, n=1)
+        suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+        return f"{PARAMS_FILE}: unknown key '{key}'{suggestion}; allowed here: {', '.join(allowed)}"
+    if error["type"] == "missing":
+        return f"{PARAMS_FILE}: missing key '{key}'"
+    message = error["msg"][0].lower() + error["msg"][1:]
+    return f"{PARAMS_FILE}: {key} = {error['input']!r} is invalid: {message}"
+
+
+def validate(raw: Any) -> Params:
+    if not isinstance(raw, dict):
+        raise UserError(f"{PARAMS_FILE}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        # The first problem is the one to fix; one line keeps the message readable.
+        raise UserError(_describe(error.errors()[0])) from None
+
+
+def load(path: Path = PARAMS_FILE) -> Params:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: not found; run from the repository root") from None
+    except yaml.YAMLError as error:
+        raise UserError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    return validate(raw)

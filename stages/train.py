@@ -1,0 +1,36 @@
+"""Stage train@teacher / train@student: one script, the model named on the command line.
+
+Usage: python -m stages.train {teacher,student}
+"""
+
+import argparse
+
+import keras
+
+from stages import cli, data, models, outputs, params
+
+MODELS = ("teacher", "student")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", choices=MODELS)
+    model_name = parser.parse_args().model
+
+    config = params.load()
+    recipe = getattr(config, model_name)
+    train, val = data.load_split("train"), data.load_split("val")
+
+    models.make_deterministic(config.seed)
+    model = models.build_mlp(recipe.hidden_units, model_name)
+    summary = models.fit(
+        model, recipe, train.images, train.labels, val.images, val.labels,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    models.save_weights(model, models.weights_path(model_name))
+    outputs.write_json(f"metrics/training/{model_name}.json", summary)
+    print(f"{model_name}: {summary}")
+
+
+if __name__ == "__main__":
+    cli.run(main)
