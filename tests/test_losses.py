@@ -1,0 +1,105 @@
+"""The distillation objective against numbers computed by hand with NumPy."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from stages import losses, models
+
+STUDENT = np.array([[2.0, 1.0, 0.0], [0.5, -1.0, 3.0]], dtype=np.float32)
+TEACHER = np.array([[3.0, 0.0, -1.0], [0.0, 0.0, 2.0]], dtype=np.float32)
+LABELS = np.array([0, 2])
+
+
+def softmax(logits, temperature=1.0):
+    scaled = np.asarray(logits, np.float64) / temperature
+    exp = np.exp(scaled - scaled.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def cross_entropy(logits, labels):
+    return float(np.mean(-np.log(softmax(logits)[np.arange(len(labels)), labels])))
+
+
+def kl(teacher, student, temperature):
+    p, q = softmax(teacher, temperature), softmax(student, temperature)
+    return float(np.mean(np.sum(p * np.log(p / q), axis=1)))
+
+
+def terms(temperature, alpha, student=STUDENT):
+    total, hard, soft = losses.DistillationLoss(temperature, alpha).terms(LABELS, TEACHER, student)
+    return float(total), float(hard), float(soft)
+
+
+def test_alpha_one_is_plain_cross_entropy():
+    # Row 1: -log(e^2 / (e^2 + e + 1)) = 0.407606; row 2: -log(e^3 / (e^0.5 + e^-1 + e^3)) = 0.095674.
+    assert cross_entropy(STUDENT, LABELS) == pytest.approx((0.407606 + 0.095674) / 2, abs=1e-6)
+    total, hard, _ = terms(temperature=4.0, alpha=1.0)
+    assert total == pytest.approx(cross_entropy(STUDENT, LABELS), rel=1e-6)
+    assert hard == pytest.approx(total, rel=1e-6)
+
+
+def test_alpha_zero_is_the_scaled_kd_term_alone():
+    total, _, soft = terms(temperature=2.0, alpha=0.0)
+    assert total == pytest.approx(soft, rel=1e-6)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.0, 4.0, 8.0])
+def test_soft_term_is_kl_at_temperature_times_t_squared(temperature):
+    _, _, soft = terms(temperature, alpha=0.5)
+    assert soft == pytest.approx(temperature**2 * kl(TEACHER, STUDENT, temperature), rel=1e-5)
+
+
+def test_total_mixes_terms_with_alpha_on_the_labels():
+    total, hard, soft = terms(temperature=4.0, alpha=0.1)
+    expected = 0.1 * cross_entropy(STUDENT, LABELS) + 0.9 * 16 * kl(TEACHER, STUDENT, 4.0)
+    assert total == pytest.approx(expected, rel=1e-5)
+    assert total == pytest.approx(0.1 * hard + 0.9 * soft, rel=1e-6)
+
+
+def test_soft_term_is_zero_when_student_matches_teacher():
+    _, _, soft = terms(temperature=4.0, alpha=0.0, student=TEACHER)
+    assert soft == pytest.approx(0.0, abs=1e-6)
+
+
+def gradient(temperature, alpha):
+    student = tf.Variable(STUDENT)
+    with tf.GradientTape() as tape:
+        total, _, _ = losses.DistillationLoss(temperature, alpha).terms(LABELS, TEACHER, student)
+    return tape.gradient(total, student).numpy()
+
+
+def test_gradient_at_t1_is_softmax_minus_targets():
+    # d/dz of alpha*CE + (1-alpha)*KL at T=1 is alpha*(q - onehot) + (1-alpha)*(q - p), averaged over the batch.
+    alpha = 0.3
+    q, p = softmax(STUDENT), softmax(TEACHER)
+    onehot = np.eye(3)[LABELS]
+    expected = (alpha * (q - onehot) + (1 - alpha) * (q - p)) / len(LABELS)
+    np.testing.assert_allclose(gradient(1.0, alpha), expected, atol=1e-6)
+
+
+def test_t_squared_keeps_soft_gradients_at_scale():
+    # d/dz of T^2 * KL(p_T || q_T) is T * (q_T - p_T): without the T^2 factor it would shrink as 1/T.
+    temperature = 4.0
+    expected = temperature * (softmax(STUDENT, temperature) - softmax(TEACHER, temperature)) / len(LABELS)
+    np.testing.assert_allclose(gradient(temperature, 0.0), expected, atol=1e-6)
+
+
+def test_distiller_trains_on_given_logits_and_logs_both_terms():
+    models.make_deterministic(0)
+    student = models.build_mlp([8], "student")
+    objective = losses.DistillationLoss(temperature=2.0, alpha=0.25)
+    distiller = losses.TeacherLogitsDistiller(student, objective)
+    distiller.compile(optimizer="adam", metrics=["accuracy"])
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (16, 28, 28), dtype=np.uint8)
+    targets = {"label": rng.integers(0, 10, 16), "teacher_logits": rng.normal(size=(16, 10)).astype(np.float32)}
+
+    logged = distiller.evaluate(images, targets, batch_size=16, return_dict=True, verbose=0)
+
+    student_logits = student.predict(images, verbose=0)
+    total, hard, soft = objective.terms(targets["label"], targets["teacher_logits"], student_logits)
+    assert logged["loss"] == pytest.approx(float(total), rel=1e-5)
+    assert logged["hard_loss"] == pytest.approx(float(hard), rel=1e-5)
+    assert logged["soft_loss"] == pytest.approx(float(soft), rel=1e-5)
+    assert logged["accuracy"] == pytest.approx(np.mean(student_logits.argmax(1) == targets["label"]))

@@ -1,0 +1,90 @@
+"""Architectures, parameter counts, the shared training loop and byte-stable weight files."""
+
+import h5py
+import numpy as np
+import pytest
+
+from stages import models, params
+from stages.cli import UserError
+
+RECIPE = params.Training(
+    hidden_units=[16], learning_rate=0.01, decay_steps=100, decay_alpha=0.1, batch_size=32, epochs=6, patience=1
+)
+
+
+@pytest.mark.parametrize(
+    "hidden_units, expected_params",
+    [
+        # 784*512+512 + 512*256+256 + 256*128+128 + 128*10+10
+        ([512, 256, 128], 401_920 + 131_328 + 32_896 + 1_290),
+        # 784*128+128 + 128*10+10
+        ([128], 100_480 + 1_290),
+    ],
+)
+def test_mlp_shapes_and_parameter_counts(hidden_units, expected_params):
+    model = models.build_mlp(hidden_units, "model")
+    assert model.count_params() == expected_params
+    assert [layer.units for layer in model.layers if hasattr(layer, "units")] == [*hidden_units, 10]
+    assert model.input.dtype == "uint8"
+    logits = model.predict(np.full((3, 28, 28), 255, np.uint8), verbose=0)
+    assert logits.shape == (3, 10)
+    assert model.layers[-1].activation.__name__ == "linear"  # logits out; losses use from_logits=True
+
+
+def toy_data(seed, count=256):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, count)
+    images = rng.integers(0, 64, (count, 28, 28), dtype=np.uint8)
+    images[np.arange(count), labels, :] = 255  # a learnable cue: the bright row is the class
+    return images, labels
+
+
+def train_toy(seed):
+    import keras
+
+    models.make_deterministic(seed)
+    model = models.build_mlp(RECIPE.hidden_units, "toy")
+    x_train, y_train = toy_data(1)
+    x_val, y_val = toy_data(2, 64)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    return model, models.fit(model, RECIPE, x_train, y_train, x_val, y_val, loss=loss)
+
+
+def test_fit_reports_the_best_validation_epoch_and_restores_it():
+    model, summary = train_toy(seed=0)
+    assert 1 <= summary["best_epoch"] <= summary["epochs_run"] <= RECIPE.epochs
+    x_val, y_val = toy_data(2, 64)
+    restored = model.evaluate(x_val, y_val, verbose=0, return_dict=True)
+    assert restored["loss"] == pytest.approx(summary["val_loss"], abs=1e-6)  # the summary is rounded
+
+
+def test_same_seed_same_weights_and_bytes(tmp_path):
+    first, _ = train_toy(seed=7)
+    second, _ = train_toy(seed=7)
+    for a, b in zip(first.get_weights(), second.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    models.save_weights(first, str(tmp_path / "first.weights.h5"))
+    models.save_weights(second, str(tmp_path / "second.weights.h5"))
+    assert (tmp_path / "first.weights.h5").read_bytes() == (tmp_path / "second.weights.h5").read_bytes()
+
+
+def test_saved_weights_hold_layers_only_and_reload(tmp_path):
+    model, _ = train_toy(seed=0)
+    path = str(tmp_path / "toy.weights.h5")
+    models.save_weights(model, path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["toy.weights.h5"]  # no partial file left
+    with h5py.File(path) as saved:
+        assert "optimizer" not in saved  # no training state: nothing downstream reads it
+    reloaded = models.load_model("toy", RECIPE.hidden_units, path)
+    images, _ = toy_data(3, 8)
+    np.testing.assert_array_equal(reloaded.predict(images, verbose=0), model.predict(images, verbose=0))
+
+
+def test_loading_into_another_architecture_is_a_clear_error(tmp_path):
+    model, _ = train_toy(seed=0)
+    path = str(tmp_path / "toy.weights.h5")
+    models.save_weights(model, path)
+    with pytest.raises(UserError, match=r"toy.weights.h5: does not match the architecture \[32\]"):
+        models.load_model("toy", [32], path)
+    with pytest.raises(UserError, match=r"missing.weights.h5: missing; run `dvc repro`"):
+        models.load_model("toy", [16], str(tmp_path / "missing.weights.h5"))

@@ -1,0 +1,95 @@
+"""params.yaml validation: one line naming the key, the bad value and what is allowed."""
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages import params
+from stages.cli import EXIT_USER_ERROR, UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULTS = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def with_value(section, key, value):
+    raw = copy.deepcopy(DEFAULTS)
+    target = raw if section is None else raw[section]
+    if value is KeyError:
+        del target[key]
+    else:
+        target[key] = value
+    return raw
+
+
+def test_committed_params_are_valid():
+    loaded = params.load(ROOT / "params.yaml")
+    assert loaded.teacher.hidden_units == [512, 256, 128]
+    assert loaded.student.hidden_units == [128]
+    assert (loaded.distill.temperature, loaded.distill.alpha) == (4.0, 0.1)
+
+
+@pytest.mark.parametrize(
+    "section, key, value, message",
+    [
+        ("distill", "temperature", -1, "params.yaml: distill.temperature = -1 is invalid: input should be greater than 0"),
+        ("distill", "temperature", 0, "params.yaml: distill.temperature = 0 is invalid: input should be greater than 0"),
+        ("distill", "alpha", 1.5, "params.yaml: distill.alpha = 1.5 is invalid: input should be less than or equal to 1"),
+        ("teacher", "epochs", "5", "params.yaml: teacher.epochs = '5' is invalid: input should be a valid integer"),
+        ("teacher", "epochs", 0, "params.yaml: teacher.epochs = 0 is invalid: input should be greater than 0"),
+        ("student", "hidden_units", [128, -4], "params.yaml: student.hidden_units[1] = -4 is invalid: input should be greater than 0"),
+        ("student", "hidden_units", 128, "params.yaml: student.hidden_units = 128 is invalid: input should be a valid list"),
+        ("student", "hidden_units", [], "params.yaml: student.hidden_units = [] is invalid: list should have at least 1 item"),
+        ("student", "patience", True, "params.yaml: student.patience = True is invalid: input should be a valid integer"),
+        ("student", "decay_alpha", -0.5, "params.yaml: student.decay_alpha = -0.5 is invalid: input should be greater than or equal to 0"),
+        ("prepare", "subset", 0, "params.yaml: prepare.subset = 0 is invalid: input should be greater than 0"),
+        ("distill", "temprature", 8, "params.yaml: unknown key 'distill.temprature' (did you mean 'temperature'?); allowed here: temperature, alpha"),
+        (None, "sed", 1, "params.yaml: unknown key 'sed' (did you mean 'seed'?); allowed here: seed, prepare, teacher, student, distill, evaluate"),
+        ("distill", "alpha", KeyError, "params.yaml: missing key 'distill.alpha'"),
+    ],
+)
+def test_bad_values_give_one_clear_line(section, key, value, message):
+    with pytest.raises(UserError) as raised:
+        params.validate(with_value(section, key, value))
+    assert str(raised.value).startswith(message)
+    assert "\n" not in str(raised.value)
+
+
+def test_integers_are_accepted_where_floats_belong():
+    assert params.validate(with_value("distill", "alpha", 1)).distill.alpha == 1.0
+
+
+def run_stage(stage, workdir, *args):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("KD_DEBUG", None)
+    return subprocess.run(
+        [sys.executable, "-m", f"stages.{stage}", *args], cwd=workdir, env=env, capture_output=True, text=True
+    )
+
+
+def test_stage_exits_with_one_line_before_any_work(tmp_path):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(with_value("distill", "temperature", -1)))
+    result = run_stage("prepare", tmp_path)
+    assert result.returncode == EXIT_USER_ERROR
+    assert result.stderr == "error: params.yaml: distill.temperature = -1 is invalid: input should be greater than 0\n"
+    assert result.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing written
+
+
+def test_stage_reports_missing_inputs_in_one_line(tmp_path):
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    result = run_stage("distill", tmp_path)
+    assert result.returncode == EXIT_USER_ERROR
+    assert result.stderr.splitlines()[-1] == "error: data/prepared/train_images.npy: missing; run `dvc repro prepare`"
+    assert "Traceback" not in result.stderr
+
+
+def test_unreadable_params_file(tmp_path):
+    (tmp_path / "params.yaml").write_text("seed: [1\n")
+    result = run_stage("prepare", tmp_path)
+    assert result.returncode == EXIT_USER_ERROR
+    assert result.stderr.startswith("error: params.yaml: not valid YAML (")
