@@ -100,7 +100,7 @@ def _candidate_dirs() -> list[tuple[str, Path]]:
     return candidates
 
 
-def _find_file(directory: Path, name: str) -> Path | None:
+def find_file(directory: Path, name: str) -> Path | None:
     for candidate in (directory / f"{name}.gz", directory / name):
         if candidate.is_file():
             return candidate
@@ -115,14 +115,14 @@ def download_dir() -> Path:
 def locate_source() -> tuple[str, Path]:
     """The first folder holding all four files, in the documented order; else downloads them."""
     for label, directory in _candidate_dirs():
-        found = [_find_file(directory, name) for name in SHA256]
+        found = [find_file(directory, name) for name in SHA256]
         if all(found):
             return label, directory
         if label == "FASHION_MNIST_DIR":
             missing = [name for name, path in zip(SHA256, found) if path is None]
             raise UserError(f"FASHION_MNIST_DIR={directory}: missing {', '.join(missing)} (.gz or raw)")
     directory = download_dir()
-    if not all(_find_file(directory, name) for name in SHA256):
+    if not all(find_file(directory, name) for name in SHA256):
         download_all(directory)
     return "download cache", directory
 
@@ -181,7 +181,7 @@ def load_raw() -> tuple[str, Path, Split, Split]:
     splits = []
     for prefix in ("train", "t10k"):
         images, labels = (
-            parse_idx(read_payload(_find_file(directory, name), name), name)
+            parse_idx(read_payload(find_file(directory, name), name), name)
             for name in (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
         )
         check_idx_pair(images, labels, prefix)
@@ -212,19 +212,15 @@ def stratified_indices(labels: np.ndarray, count: int, rng: np.random.Generator)
 
 
 def split_dataset(train: Split, test: Split, val_size: int, subset: int | None, seed: int) -> dict[str, Split]:
-    """train/val/test; with `subset`, a stratified subset of training and a proportional one of test."""
+    """train/val/test; with `subset`, a stratified subset of training and a proportional one of test.
+
+    The sizes are checked against the data by the params schema before any stage starts.
+    """
     rng = np.random.default_rng(seed)
     if subset is not None:
-        if not NUM_CLASSES <= subset <= len(train):
-            raise UserError(f"params.yaml: prepare.subset = {subset} is invalid: allowed {NUM_CLASSES}..{len(train)} or null")
         test_count = max(NUM_CLASSES, round(len(test) * subset / len(train)))
         train = train.take(stratified_indices(train.labels, subset, rng))
         test = test.take(stratified_indices(test.labels, test_count, rng))
-    if not NUM_CLASSES <= val_size <= len(train) - NUM_CLASSES:
-        raise UserError(
-            f"params.yaml: prepare.val_size = {val_size} is invalid: allowed {NUM_CLASSES}..{len(train) - NUM_CLASSES} "
-            f"for {len(train)} training images"
-        )
     val_indices = stratified_indices(train.labels, val_size, rng)
     keep = np.ones(len(train), dtype=bool)
     keep[val_indices] = False

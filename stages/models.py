@@ -1,5 +1,6 @@
 """Model construction and the one training loop shared by teacher, student and distilled student."""
 
+import glob
 import os
 
 import keras
@@ -84,6 +85,9 @@ def save_weights(model: keras.Model, path: str) -> None:
     inference_copy = keras.Model(model.inputs, model.outputs, name=model.name)
     directory, filename = os.path.split(path)
     os.makedirs(directory or ".", exist_ok=True)
+    # A run killed while saving leaves its side file behind; it never looks complete, but tidy it.
+    for stale in glob.glob(os.path.join(glob.escape(directory), f".partial-*-{glob.escape(filename)}")):
+        os.remove(stale)
     partial = os.path.join(directory, f".partial-{os.getpid()}-{filename}")
     try:
         inference_copy.save_weights(partial)

@@ -8,6 +8,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stages.cli import UserError
+from stages.data import EXPECTED_COUNTS, NUM_CLASSES
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -24,7 +25,18 @@ class Section(BaseModel):
 
 class Prepare(Section):
     val_size: PositiveInt
-    subset: PositiveInt | None
+    # At least one image per class; at most the whole training set.
+    subset: Annotated[int, Field(ge=NUM_CLASSES, le=EXPECTED_COUNTS["train"])] | None
+
+    def val_size_problem(self) -> str | None:
+        """val_size must leave every class in both splits; it depends on subset, so it is checked here."""
+        pool = self.subset or EXPECTED_COUNTS["train"]
+        if NUM_CLASSES <= self.val_size <= pool - NUM_CLASSES:
+            return None
+        return (
+            f"{PARAMS_FILE}: prepare.val_size = {self.val_size} is invalid: "
+            f"allowed {NUM_CLASSES}..{pool - NUM_CLASSES} for {pool} training images"
+        )
 
 
 class Training(Section):
@@ -90,10 +102,13 @@ def validate(raw: Any) -> Params:
     if not isinstance(raw, dict):
         raise UserError(f"{PARAMS_FILE}: expected a mapping of sections, got {type(raw).__name__}")
     try:
-        return Params.model_validate(raw)
+        validated = Params.model_validate(raw)
     except ValidationError as error:
         # The first problem is the one to fix; one line keeps the message readable.
         raise UserError(_describe(error.errors()[0])) from None
+    if problem := validated.prepare.val_size_problem():
+        raise UserError(problem)
+    return validated
 
 
 def load(path: Path = PARAMS_FILE) -> Params:

@@ -153,20 +153,6 @@ def test_subset_keeps_stratified_train_and_proportional_test():
     assert np.bincount(splits["test"].labels).tolist() == [5] * 10  # 100 * 300 / 600
 
 
-@pytest.mark.parametrize(
-    "val_size, subset, message",
-    [
-        (595, None, r"prepare.val_size = 595 is invalid: allowed 10..590 for 600 training images"),
-        (20, 5, r"prepare.subset = 5 is invalid: allowed 10..600 or null"),
-        (95, 100, r"prepare.val_size = 95 is invalid: allowed 10..90 for 100 training images"),
-    ],
-)
-def test_split_rejects_sizes_that_do_not_fit(val_size, subset, message):
-    train, test = toy_splits()
-    with pytest.raises(UserError, match=message):
-        data.split_dataset(train, test, val_size=val_size, subset=subset, seed=0)
-
-
 def test_prepared_arrays_round_trip_byte_identically(tmp_path):
     train, test = toy_splits()
     splits = data.split_dataset(train, test, val_size=100, subset=None, seed=0)

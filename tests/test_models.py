@@ -88,3 +88,10 @@ def test_loading_into_another_architecture_is_a_clear_error(tmp_path):
         models.load_model("toy", [32], path)
     with pytest.raises(UserError, match=r"missing.weights.h5: missing; run `dvc repro`"):
         models.load_model("toy", [16], str(tmp_path / "missing.weights.h5"))
+
+
+def test_saving_clears_side_files_left_by_a_killed_run(tmp_path):
+    model, _ = train_toy(seed=0)
+    (tmp_path / ".partial-12345-toy.weights.h5").write_bytes(b"half a file")
+    models.save_weights(model, str(tmp_path / "toy.weights.h5"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["toy.weights.h5"]

@@ -46,7 +46,10 @@ def test_committed_params_are_valid():
         ("student", "hidden_units", [], "params.yaml: student.hidden_units = [] is invalid: list should have at least 1 item"),
         ("student", "patience", True, "params.yaml: student.patience = True is invalid: input should be a valid integer"),
         ("student", "decay_alpha", -0.5, "params.yaml: student.decay_alpha = -0.5 is invalid: input should be greater than or equal to 0"),
-        ("prepare", "subset", 0, "params.yaml: prepare.subset = 0 is invalid: input should be greater than 0"),
+        ("prepare", "subset", 5, "params.yaml: prepare.subset = 5 is invalid: input should be greater than or equal to 10"),
+        ("prepare", "subset", 60_001, "params.yaml: prepare.subset = 60001 is invalid: input should be less than or equal to 60000"),
+        ("prepare", "val_size", 59_995, "params.yaml: prepare.val_size = 59995 is invalid: allowed 10..59990 for 60000 training images"),
+        ("prepare", "val_size", 5, "params.yaml: prepare.val_size = 5 is invalid: allowed 10..59990 for 60000 training images"),
         ("distill", "temprature", 8, "params.yaml: unknown key 'distill.temprature' (did you mean 'temperature'?); allowed here: temperature, alpha"),
         (None, "sed", 1, "params.yaml: unknown key 'sed' (did you mean 'seed'?); allowed here: seed, prepare, teacher, student, distill, evaluate"),
         ("distill", "alpha", KeyError, "params.yaml: missing key 'distill.alpha'"),
@@ -57,6 +60,15 @@ def test_bad_values_give_one_clear_line(section, key, value, message):
         params.validate(with_value(section, key, value))
     assert str(raised.value).startswith(message)
     assert "\n" not in str(raised.value)
+
+
+def test_val_size_must_fit_the_subset():
+    raw = with_value("prepare", "subset", 100)
+    raw["prepare"]["val_size"] = 95
+    with pytest.raises(UserError, match=r"^params.yaml: prepare.val_size = 95 is invalid: allowed 10..90 for 100 training images$"):
+        params.validate(raw)
+    raw["prepare"]["val_size"] = 90
+    assert params.validate(raw).prepare.val_size == 90
 
 
 def test_integers_are_accepted_where_floats_belong():

@@ -4,76 +4,15 @@ Each step checks which stages DVC actually ran, so the cache semantics in dvc.ya
 """
 
 import json
-import os
-import re
-import shutil
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-import yaml
-
-ROOT = Path(__file__).resolve().parents[1]
-OUTPUTS = ("dvc.lock", "data", "models", "metrics")
-ALL_STAGES = {"prepare", "train@teacher", "train@student", "distill", "evaluate"}
-
-
-def project_files() -> list[str]:
-    """Tracked and new files as git sees them, minus pipeline outputs: the copy starts clean."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT, check=True, capture_output=True, text=True,
-    ).stdout.splitlines()
-    return [name for name in listed if name.split("/")[0] not in OUTPUTS and (ROOT / name).is_file()]
-
-
-class Repo:
-    def __init__(self, path: Path):
-        self.path = path
-        self.env = {
-            **os.environ,
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-            "DVC_NO_ANALYTICS": "1",
-            "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
-            "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid",
-        }
-
-    def run(self, *command: str) -> str:
-        result = subprocess.run(command, cwd=self.path, env=self.env, capture_output=True, text=True)
-        assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
-        return result.stdout
-
-    def dvc(self, *args: str) -> str:
-        return self.run(sys.executable, "-m", "dvc", *args)
-
-    def commit(self, message: str) -> None:
-        self.run("git", "add", "-A")
-        self.run("git", "commit", "-q", "-m", message)
-
-    def read(self, name: str) -> bytes:
-        return (self.path / name).read_bytes()
-
-
-def stages_run(dvc_output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", dvc_output))
+from dvc_repo import ALL_STAGES, SMALL, Repo, stages_run
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Repo:
-    path = tmp_path_factory.mktemp("pipeline")
-    for name in project_files():
-        (path / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, path / name)
-    small = yaml.safe_load((ROOT / "params.yaml").read_text())
-    small["prepare"].update(subset=2000, val_size=500)
-    for model in ("teacher", "student"):
-        small[model].update(epochs=1)
-    (path / "params.yaml").write_text(yaml.safe_dump(small, sort_keys=False))
-    repo = Repo(path)
-    repo.run("git", "init", "-q", "-b", "main")
-    repo.commit("project")
-    return repo
+    return Repo.copy_of_project(tmp_path_factory.mktemp("pipeline"), **SMALL)
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +58,7 @@ def test_plots_render(repo, reproduced):
 def test_new_temperature_reruns_only_distill_and_evaluate(repo, reproduced):
     before = json.loads(repo.read("metrics/evaluate.json"))
     output = repo.dvc("exp", "run", "-S", "distill.temperature=8")
-    assert stages_run(output) == {"distill", "evaluate"}
+    assert stages_run(output) == {"check_params", "distill", "evaluate"}
     after = json.loads(repo.read("metrics/evaluate.json"))
     assert after["teacher"] == before["teacher"] and after["student"] == before["student"]
     assert after["distilled"] != before["distilled"]
@@ -134,9 +73,10 @@ def test_new_temperature_reruns_only_distill_and_evaluate(repo, reproduced):
 @pytest.mark.parametrize(
     "change, expected",
     [
-        ("distill.alpha=0.5", {"distill", "evaluate"}),
-        ("student.learning_rate=0.002", {"train@student", "distill", "evaluate"}),
-        ("teacher.learning_rate=0.002", {"train@teacher", "distill", "evaluate"}),
+        ("distill.alpha=0.5", {"check_params", "distill", "evaluate"}),
+        ("student.learning_rate=0.002", {"check_params", "train@student", "distill", "evaluate"}),
+        ("teacher.learning_rate=0.002", {"check_params", "train@teacher", "distill", "evaluate"}),
+        ("evaluate.ece_bins=10", {"check_params", "evaluate"}),
         ("prepare.val_size=400", ALL_STAGES),
     ],
 )
@@ -145,6 +85,29 @@ def test_a_param_change_reruns_exactly_its_downstream(repo, reproduced, change, 
     # Back to the committed state for the next case: git for params, lock and metrics, DVC for the rest.
     repo.run("git", "reset", "-q", "--hard")
     repo.dvc("checkout", "--force")
+
+
+def test_a_bad_param_fails_before_any_output_is_touched(repo, reproduced):
+    guarded = ("dvc.lock", "models/distilled.weights.h5", "metrics/evaluate.json", "data/params.checked")
+    before = {name: repo.read(name) for name in guarded}
+    result = repo.attempt(sys.executable, "-m", "dvc", "exp", "run", "-S", "distill.temperature=-1")
+    assert result.returncode != 0
+    assert "error: params.yaml: distill.temperature = -1 is invalid: input should be greater than 0\n" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert stages_run(result.stdout) == {"check_params"}
+    for name, content in before.items():
+        assert repo.read(name) == content, f"{name} changed after a rejected param"
+    repo.run("git", "reset", "-q", "--hard")
+    assert repo.dvc("status").strip() == "Data and pipelines are up to date."
+
+
+def test_prepared_data_altered_behind_dvcs_back_is_rebuilt(repo, reproduced):
+    path = repo.path / "data/prepared/test_labels.npy"
+    original = path.read_bytes()
+    path.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))  # one test label changes class
+    assert "data/prepared" in repo.dvc("status")
+    assert stages_run(repo.dvc("repro")) == {"prepare"}  # same bytes again, so nothing downstream reruns
+    assert path.read_bytes() == original
 
 
 def test_forced_repro_leaves_dvc_lock_byte_identical(repo, reproduced):

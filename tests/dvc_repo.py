@@ -1,0 +1,89 @@
+"""A throwaway git + DVC copy of this repository, driven with the real `dvc`, for the end-to-end tests."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+OUTPUTS = ("dvc.lock", "data", "models", "metrics")
+TRAINING_STAGES = {"train@teacher", "train@student", "distill", "evaluate"}
+ALL_STAGES = {"check_params", "prepare", *TRAINING_STAGES}
+
+
+def project_files() -> list[str]:
+    """Tracked and new files as git sees them, minus pipeline outputs: the copy starts clean."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, check=True, capture_output=True, text=True,
+    ).stdout.splitlines()
+    return [name for name in listed if name.split("/")[0] not in OUTPUTS and (ROOT / name).is_file()]
+
+
+def stages_run(dvc_output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", dvc_output))
+
+
+class Repo:
+    def __init__(self, path: Path):
+        self.path = path
+        self.env = {
+            **os.environ,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            "PYTHONUNBUFFERED": "1",
+            "DVC_NO_ANALYTICS": "1",
+            "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
+            "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid",
+        }
+        self.env.pop("KD_DEBUG", None)
+
+    @classmethod
+    def copy_of_project(cls, path: Path, **overrides: dict) -> "Repo":
+        """The project in a new git repo, with params sections updated from `overrides`."""
+        for name in project_files():
+            (path / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, path / name)
+        repo = cls(path)
+        repo.update_params(**overrides)
+        repo.run("git", "init", "-q", "-b", "main")
+        repo.commit("project")
+        return repo
+
+    def update_params(self, **overrides: dict) -> None:
+        values = yaml.safe_load(self.read("params.yaml"))
+        for section, changes in overrides.items():
+            values[section].update(changes)
+        (self.path / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
+
+    def attempt(self, *command: str) -> subprocess.CompletedProcess:
+        return subprocess.run(command, cwd=self.path, env=self.env, capture_output=True, text=True)
+
+    def run(self, *command: str) -> str:
+        result = self.attempt(*command)
+        assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
+        return result.stdout
+
+    def dvc(self, *args: str) -> str:
+        return self.run(sys.executable, "-m", "dvc", *args)
+
+    def start_dvc(self, *args: str) -> subprocess.Popen:
+        """`dvc` in its own process group, as a terminal would run it, with output streamed line by line."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "dvc", *args], cwd=self.path, env=self.env, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def commit(self, message: str) -> None:
+        self.run("git", "add", "-A")
+        self.run("git", "commit", "-q", "-m", message)
+
+    def read(self, name: str) -> bytes:
+        return (self.path / name).read_bytes()
+
+
+# Small enough for CI on 2 cores: 2000 stratified training images (500 of them validation), 1 epoch.
+SMALL = {"prepare": {"subset": 2000, "val_size": 500}, "teacher": {"epochs": 1}, "student": {"epochs": 1}}
