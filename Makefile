@@ -5,13 +5,20 @@ BIN := $(VENV)/bin
 # dvc.yaml's commands call `python`: the venv's must come first, as after `source .venv/bin/activate`.
 IN_VENV := PATH="$(CURDIR)/$(BIN):$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)"
 
-.PHONY: repro test setup lock clean-venv
+.PHONY: repro test bench bench-fast setup lock clean-venv
 
 repro: $(VENV)/.installed
 	$(IN_VENV) dvc repro
 
 test: $(VENV)/.installed
 	$(IN_VENV) python -m pytest
+
+# Speed and memory, as ratios measured in one run: full data for the README, fast for a quick check.
+bench: $(VENV)/.installed
+	$(IN_VENV) python -m bench.run --mode full
+
+bench-fast: $(VENV)/.installed
+	$(IN_VENV) python -m bench.run --mode fast
 
 setup: $(VENV)/.installed
 

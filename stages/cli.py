@@ -1,7 +1,9 @@
 """How every stage reports a mistake the user can fix: one line on stderr, non-zero exit."""
 
 import os
+import resource
 import sys
+import time
 from collections.abc import Callable
 
 EXIT_USER_ERROR = 2
@@ -14,8 +16,10 @@ class UserError(Exception):
 def run(main: Callable[[], None]) -> None:
     """Runs a stage's main(), turning a UserError into one line and exit code 2.
 
-    Set KD_DEBUG=1 to see the full traceback instead.
+    Set KD_DEBUG=1 to see the full traceback instead. On success it reports the time and peak
+    memory, which tell how many `dvc queue` workers a machine can hold (the benchmark reads them).
     """
+    started = time.perf_counter()
     try:
         main()
     except UserError as error:
@@ -23,3 +27,5 @@ def run(main: Callable[[], None]) -> None:
             raise
         print(f"error: {error}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # Linux reports KiB
+    print(f"finished in {time.perf_counter() - started:.1f} s, peak memory {peak_mib} MiB")

@@ -12,7 +12,12 @@ def main() -> None:
     recipe = config.student
     train, val = data.load_split("train"), data.load_split("val")
 
-    models.make_deterministic(config.seed)
+    strategy = models.distribution_strategy(config.train.strategy)
+    # Seeded and built first, as in train.py, so it starts from the baseline student's initial weights.
+    models.make_deterministic(recipe.seed)
+    with strategy.scope():
+        student = models.build_mlp(recipe.hidden_units, "distilled")
+
     teacher = models.load_model("teacher", config.teacher.hidden_units, models.weights_path("teacher"))
     # Once per run: there is no augmentation, so the teacher's logits for an image never change.
     targets = {
@@ -20,10 +25,13 @@ def main() -> None:
         for name, split in (("train", train), ("val", val))
     }
 
-    student = models.build_mlp(recipe.hidden_units, "distilled")
-    objective = losses.DistillationLoss(config.distill.temperature, config.distill.alpha)
-    distiller = losses.TeacherLogitsDistiller(student, objective)
-    summary = models.fit(distiller, recipe, train.images, targets["train"], val.images, targets["val"])
+    with strategy.scope():
+        objective = losses.DistillationLoss(config.distill.temperature, config.distill.alpha)
+        distiller = losses.TeacherLogitsDistiller(student, objective)
+        summary = models.fit(
+            distiller, recipe, train.images, targets["train"], val.images, targets["val"],
+            curves_dir=models.curves_path("distilled"),
+        )
 
     models.save_weights(student, models.weights_path("distilled"))
     outputs.write_json("metrics/training/distilled.json", summary)

@@ -8,6 +8,7 @@ for KL, keeps the soft term's gradients the same size as T changes.
 """
 
 import keras
+import tensorflow as tf
 
 
 class DistillationLoss:
@@ -50,8 +51,11 @@ class TeacherLogitsDistiller(keras.Model):
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         total, hard, soft = self.objective.terms(y["label"], y["teacher_logits"], y_pred)
-        self.hard_loss_tracker.update_state(hard)
-        self.soft_loss_tracker.update_state(soft)
+        # Under tf.distribute, Keras losses come back divided by the replica count so that the
+        # replicas' gradients add up; the logged terms should read as whole-batch means.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        self.hard_loss_tracker.update_state(hard * replicas)
+        self.soft_loss_tracker.update_state(soft * replicas)
         return total
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):

@@ -5,6 +5,8 @@ import os
 
 import keras
 import tensorflow as tf
+from dvclive import Live
+from dvclive.keras import DVCLiveCallback
 
 from stages.cli import UserError
 from stages.data import IMAGE_SHAPE, NUM_CLASSES, Split
@@ -15,6 +17,14 @@ def make_deterministic(seed: int) -> None:
     """Seeds Python, NumPy and TensorFlow and pins op determinism: same params, same bits."""
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
+
+
+def distribution_strategy(name: str) -> tf.distribute.Strategy:
+    """The tf.distribute strategy for params' train.strategy; models and compile belong in its scope."""
+    gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
+    if name == "mirrored" or (name == "auto" and len(gpus) > 1):
+        return tf.distribute.MirroredStrategy(gpus or None)
+    return tf.distribute.get_strategy()
 
 
 def build_mlp(hidden_units: list[int], name: str) -> keras.Model:
@@ -37,10 +47,11 @@ def make_optimizer(recipe: Training) -> keras.optimizers.Optimizer:
     return keras.optimizers.Adam(learning_rate=schedule, amsgrad=True)
 
 
-def fit(model: keras.Model, recipe: Training, x_train, y_train, x_val, y_val, loss=None) -> dict:
+def fit(model: keras.Model, recipe: Training, x_train, y_train, x_val, y_val, loss=None, curves_dir=None) -> dict:
     """Trains with early stopping on validation loss and restores the best epoch's weights.
 
     The test split never reaches this function: model selection sees validation data only.
+    With `curves_dir`, dvclive logs every epoch's train and validation metrics there, as they come.
     Returns a summary of the run for the stage's metrics file.
     """
     model.compile(
@@ -48,19 +59,23 @@ def fit(model: keras.Model, recipe: Training, x_train, y_train, x_val, y_val, lo
         loss=loss,
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
-    early_stopping = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=recipe.patience, restore_best_weights=True
-    )
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.patience, restore_best_weights=True)
+    ]
+    if curves_dir:
+        # dvc.yaml is written by hand and experiments by `dvc exp run`, so dvclive does neither.
+        live = Live(curves_dir, dvcyaml=False, save_dvc_exp=False, report=None)
+        callbacks.append(DVCLiveCallback(live=live))
     history = model.fit(
         x_train, y_train,
         batch_size=recipe.batch_size,
         epochs=recipe.epochs,
         validation_data=(x_val, y_val),
-        callbacks=[early_stopping],
+        callbacks=callbacks,
         shuffle=True,
         verbose=2,
     )
-    best = early_stopping.best_epoch
+    best = callbacks[0].best_epoch
     return {
         "epochs_run": len(history.epoch),
         "best_epoch": best + 1,
@@ -74,6 +89,10 @@ def predict_logits(model: keras.Model, split: Split, batch_size: int = 1024):
 
 def weights_path(model_name: str) -> str:
     return f"models/{model_name}.weights.h5"
+
+
+def curves_path(model_name: str) -> str:
+    return f"metrics/curves/{model_name}"
 
 
 def save_weights(model: keras.Model, path: str) -> None:

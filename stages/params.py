@@ -2,7 +2,7 @@
 
 import difflib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -42,6 +42,7 @@ class Prepare(Section):
 class Training(Section):
     """The recipe shared by teacher and student; distill reuses the student's."""
 
+    seed: NonNegativeInt  # weight initialisation and shuffling
     hidden_units: Annotated[list[PositiveInt], Field(min_length=1)]
     learning_rate: PositiveFloat
     decay_steps: PositiveInt
@@ -49,6 +50,12 @@ class Training(Section):
     batch_size: PositiveInt
     epochs: PositiveInt
     patience: NonNegativeInt
+
+
+class Train(Section):
+    """How training runs, not what it learns."""
+
+    strategy: Literal["auto", "default", "mirrored"]
 
 
 class Distill(Section):
@@ -61,8 +68,9 @@ class Evaluate(Section):
 
 
 class Params(Section):
-    seed: NonNegativeInt
+    seed: NonNegativeInt  # the train/val split and the subsets; each model has its own seed
     prepare: Prepare
+    train: Train
     teacher: Training
     student: Training
     distill: Distill

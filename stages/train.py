@@ -21,12 +21,14 @@ def main() -> None:
     recipe = getattr(config, model_name)
     train, val = data.load_split("train"), data.load_split("val")
 
-    models.make_deterministic(config.seed)
-    model = models.build_mlp(recipe.hidden_units, model_name)
-    summary = models.fit(
-        model, recipe, train.images, train.labels, val.images, val.labels,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
+    models.make_deterministic(recipe.seed)
+    with models.distribution_strategy(config.train.strategy).scope():
+        model = models.build_mlp(recipe.hidden_units, model_name)
+        summary = models.fit(
+            model, recipe, train.images, train.labels, val.images, val.labels,
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            curves_dir=models.curves_path(model_name),
+        )
     models.save_weights(model, models.weights_path(model_name))
     outputs.write_json(f"metrics/training/{model_name}.json", summary)
     print(f"{model_name}: {summary}")

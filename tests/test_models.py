@@ -8,7 +8,7 @@ from stages import models, params
 from stages.cli import UserError
 
 RECIPE = params.Training(
-    hidden_units=[16], learning_rate=0.01, decay_steps=100, decay_alpha=0.1, batch_size=32, epochs=6, patience=1
+    seed=0, hidden_units=[16], learning_rate=0.01, decay_steps=100, decay_alpha=0.1, batch_size=32, epochs=6, patience=1
 )
 
 
@@ -95,3 +95,13 @@ def test_saving_clears_side_files_left_by_a_killed_run(tmp_path):
     (tmp_path / ".partial-12345-toy.weights.h5").write_bytes(b"half a file")
     models.save_weights(model, str(tmp_path / "toy.weights.h5"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["toy.weights.h5"]
+
+
+def test_same_seed_same_initial_weights_whatever_the_name():
+    # distill.py relies on this: the distilled student starts where the baseline student started.
+    models.make_deterministic(42)
+    baseline = models.build_mlp([32], "student").get_weights()
+    models.make_deterministic(42)
+    distilled = models.build_mlp([32], "distilled").get_weights()
+    for a, b in zip(baseline, distilled):
+        np.testing.assert_array_equal(a, b)

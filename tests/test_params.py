@@ -31,6 +31,7 @@ def test_committed_params_are_valid():
     assert loaded.teacher.hidden_units == [512, 256, 128]
     assert loaded.student.hidden_units == [128]
     assert (loaded.distill.temperature, loaded.distill.alpha) == (4.0, 0.1)
+    assert loaded.train.strategy == "auto"
 
 
 @pytest.mark.parametrize(
@@ -51,8 +52,10 @@ def test_committed_params_are_valid():
         ("prepare", "val_size", 59_995, "params.yaml: prepare.val_size = 59995 is invalid: allowed 10..59990 for 60000 training images"),
         ("prepare", "val_size", 5, "params.yaml: prepare.val_size = 5 is invalid: allowed 10..59990 for 60000 training images"),
         ("distill", "temprature", 8, "params.yaml: unknown key 'distill.temprature' (did you mean 'temperature'?); allowed here: temperature, alpha"),
-        (None, "sed", 1, "params.yaml: unknown key 'sed' (did you mean 'seed'?); allowed here: seed, prepare, teacher, student, distill, evaluate"),
+        (None, "sed", 1, "params.yaml: unknown key 'sed' (did you mean 'seed'?); allowed here: seed, prepare, train, teacher, student, distill, evaluate"),
         ("distill", "alpha", KeyError, "params.yaml: missing key 'distill.alpha'"),
+        ("student", "seed", -1, "params.yaml: student.seed = -1 is invalid: input should be greater than or equal to 0"),
+        ("train", "strategy", "tpu", "params.yaml: train.strategy = 'tpu' is invalid: input should be 'auto', 'default' or 'mirrored'"),
     ],
 )
 def test_bad_values_give_one_clear_line(section, key, value, message):

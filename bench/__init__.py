@@ -1,0 +1,1 @@
+"""The benchmark harness: `make bench` (full data) or `make bench-fast`."""
