@@ -5,13 +5,17 @@ BIN := $(VENV)/bin
 # dvc.yaml's commands call `python`: the venv's must come first, as after `source .venv/bin/activate`.
 IN_VENV := PATH="$(CURDIR)/$(BIN):$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)"
 
-.PHONY: repro test bench bench-fast setup lock clean-venv
+.PHONY: repro test bench bench-fast report setup lock clean-venv
 
 repro: $(VENV)/.installed
 	$(IN_VENV) dvc repro
 
 test: $(VENV)/.installed
 	$(IN_VENV) python -m pytest
+
+# Tables and pictures in reports/ from the experiments DVC recorded (README: Experiments).
+report: $(VENV)/.installed
+	$(IN_VENV) python -m tools.report
 
 # Speed and memory, as ratios measured in one run: full data for the README, fast for a quick check.
 bench: $(VENV)/.installed

@@ -1,0 +1,1 @@
+"""Commands around the pipeline that are not stages of it."""
