@@ -82,7 +82,7 @@ def test_new_temperature_reruns_only_distill_and_evaluate(repo, reproduced):
 @pytest.mark.parametrize(
     "change, expected",
     [
-        ("distill.alpha=0.5", {"check_params", "distill", "evaluate"}),
+        ("distill.alpha=0.9", {"check_params", "distill", "evaluate"}),
         ("student.learning_rate=0.002", {"check_params", "train@student", "distill", "evaluate"}),
         ("teacher.learning_rate=0.002", {"check_params", "train@teacher", "distill", "evaluate"}),
         ("evaluate.ece_bins=10", {"check_params", "evaluate"}),
