@@ -69,11 +69,13 @@ def test_seed_spread_and_kd_gain_by_hand(tmp_path):
 
 def test_report_files(tmp_path):
     out = tmp_path / "reports"
-    subprocess.run(
+    result = subprocess.run(
         [sys.executable, "-m", "tools.report", "--exp-show", str(FIXTURES / "exp_show.json"),
-         "--params", str(FIXTURES / "params.yaml"), "--out", str(out)],
+         "--params", str(FIXTURES / "params.yaml"), "--curves", str(tmp_path / "no-curves"), "--out", str(out)],
         check=True, capture_output=True, text=True, cwd=Path(__file__).parents[1],
     )
+    assert "learning_curves.png not written" in result.stderr
+    assert not (out / "learning_curves.png").exists()
     assert (out / "sweep_val_accuracy.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     summary = json.loads((out / "summary.json").read_text())
     readme = (out / "README.md").read_text()

@@ -254,6 +254,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--exp-show", type=Path, help="a saved `dvc exp show --json` output")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="the baseline params")
+    parser.add_argument("--curves", type=Path, default=Path("metrics/curves"), help="dvclive folders of the default run")
     parser.add_argument("--out", type=Path, default=REPORTS)
     args = parser.parse_args()
     if args.exp_show:
@@ -264,9 +265,12 @@ def main() -> None:
     runs = runs_from_exp_show(exp_show)
     if not runs:
         sys.exit("error: no finished experiment found; run the sweep first (see README, Experiments)")
-    curves = Path("metrics/curves")
+    curves = args.curves if (args.curves / "teacher" / "plots").is_dir() else None
+    if curves is None:
+        print(f"note: no learning curves in {args.curves} (run `dvc pull` or `dvc repro`); "
+              "learning_curves.png not written", file=sys.stderr)
     baseline = yaml.safe_load(args.params.read_text())
-    result = write_report(runs, baseline, args.out, curves if curves.is_dir() else None)
+    result = write_report(runs, baseline, args.out, curves)
     print(json.dumps(result, indent=2))
 
 
