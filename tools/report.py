@@ -57,18 +57,21 @@ def _run(name: str, data: dict) -> Run | None:
 
 
 def runs_from_exp_show(exp_show: list) -> list[Run]:
-    """Every commit and experiment in `dvc exp show --json` output that has params and both metrics files."""
-    runs = []
+    """Every commit and experiment in `dvc exp show --json` output that has params and both metrics files.
+
+    Experiments come before commits: where both ran the same setting, the experiment's name, which
+    no later commit changes, is the one a report keeps.
+    """
+    experiments, commits = [], []
     for commit in exp_show:
         if commit["rev"] == "workspace":
             continue  # a copy of HEAD or of the last experiment applied
-        entries = [(commit.get("name") or commit["rev"][:7], commit.get("data") or {})]
         for experiment in commit.get("experiments") or []:
             for revision in experiment.get("revs") or []:
                 name = revision.get("name") or experiment.get("name") or revision["rev"][:7]
-                entries.append((name, revision.get("data") or {}))
-        runs += [run for run in (_run(name, data) for name, data in entries) if run]
-    return runs
+                experiments.append((name, revision.get("data") or {}))
+        commits.append((commit.get("name") or commit["rev"][:7], commit.get("data") or {}))
+    return [run for run in (_run(name, data) for name, data in experiments + commits) if run]
 
 
 def _fixed_params(params: dict) -> dict:
