@@ -165,12 +165,18 @@ def seeds_table(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def heatmap(grid: list[Run], chosen: Run, path: Path) -> None:
+def _pyplot():
+    """matplotlib's pyplot drawing to files only; imported late so the tables need no plotting library."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def heatmap(grid: list[Run], chosen: Run, path: Path) -> None:
+    plt = _pyplot()
     temperatures = sorted({run.temperature for run in grid})
     alphas = sorted({run.alpha for run in grid})
     values = np.full((len(alphas), len(temperatures)), np.nan)
@@ -196,11 +202,7 @@ def heatmap(grid: list[Run], chosen: Run, path: Path) -> None:
 
 
 def learning_curves(curves_dir: Path, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(10, 4), dpi=120)
     for model, color in zip(MODELS, ("tab:blue", "tab:orange", "tab:green")):
         for split, style in (("train", "--"), ("eval", "-")):
