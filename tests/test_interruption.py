@@ -39,7 +39,9 @@ def ctrl_c(dvc):
 
 
 def kill_stage(dvc):
-    stage = next(p for p in psutil.Process(dvc.pid).children(recursive=True) if "stages.train" in " ".join(p.cmdline()))
+    # The trainer itself, not the shell dvc wraps it in: dash does not exec its last command, and killing only the
+    # shell would leave the trainer running to completion behind the test's back.
+    stage = next(p for p in psutil.Process(dvc.pid).children(recursive=True) if "stages.train" in p.cmdline())
     stage.kill()
 
 
