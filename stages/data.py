@@ -40,7 +40,7 @@ MIRRORS = (
     "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
 )
 GET_DATA_HINT = (
-    "install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist) "
+    "Install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist) "
     "or point FASHION_MNIST_DIR at a folder holding the four .gz files"
 )
 

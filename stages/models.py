@@ -59,9 +59,10 @@ def fit(model: keras.Model, recipe: Training, x_train, y_train, x_val, y_val, lo
         loss=loss,
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
-    callbacks = [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.patience, restore_best_weights=True)
-    ]
+    early_stopping = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=recipe.patience, restore_best_weights=True
+    )
+    callbacks = [early_stopping]
     if curves_dir:
         # dvc.yaml is written by hand and experiments by `dvc exp run`, so dvclive does neither.
         live = Live(curves_dir, dvcyaml=False, save_dvc_exp=False, report=None)
@@ -75,7 +76,7 @@ def fit(model: keras.Model, recipe: Training, x_train, y_train, x_val, y_val, lo
         shuffle=True,
         verbose=2,
     )
-    best = callbacks[0].best_epoch
+    best = early_stopping.best_epoch
     return {
         "epochs_run": len(history.epoch),
         "best_epoch": best + 1,
