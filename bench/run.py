@@ -9,7 +9,6 @@ bench/results/<mode>.json and bench/results/<mode>.md; the table is also printed
 """
 
 import argparse
-import json
 import os
 import platform
 import re
@@ -21,6 +20,8 @@ import time
 from pathlib import Path
 
 import yaml
+
+from stages import outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -72,8 +73,7 @@ def pipeline_timings(repo: Repo, new_temperature: float) -> dict:
 
 def epoch_timings(repo: Repo, epochs: int) -> dict:
     """Median epoch seconds (first epoch, which traces the graph, left out) for student, distill and reference."""
-    os.chdir(repo.path)
-    sys.path.insert(0, str(repo.path))
+    os.chdir(repo.path)  # the stages read params.yaml and data/ from the working directory
     import keras
 
     from bench import reference_distill
@@ -191,10 +191,9 @@ def main() -> None:
     results["targets"] = verdicts(results)
 
     out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / f"{mode}.json").write_text(json.dumps(results, indent=2) + "\n")
+    outputs.write_json(out / f"{mode}.json", results)
     table = markdown(results)
-    (out / f"{mode}.md").write_text(table)
+    outputs.write_text(out / f"{mode}.md", table)
     print(table)
 
 

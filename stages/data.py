@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stages import outputs
 from stages.cli import UserError
 
 CLASS_NAMES = (
@@ -143,11 +144,10 @@ def read_payload(path: Path, name: str) -> bytes:
 
 
 def _fetch(url: str, target: Path, name: str) -> None:
-    """Downloads to a side file and renames it only once its checksum holds."""
+    """Downloads to a side file that takes the target's name only once its checksum holds."""
     from tqdm import tqdm  # only a download needs a progress bar
 
-    partial = target.with_name(target.name + ".partial.gz")
-    try:
+    with outputs.replacing(target) as partial:
         with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out, \
                 tqdm(total=int(response.headers.get("Content-Length") or 0) or None,
                      unit="B", unit_scale=True, desc=target.name) as progress:
@@ -155,9 +155,6 @@ def _fetch(url: str, target: Path, name: str) -> None:
                 out.write(chunk)
                 progress.update(len(chunk))
         read_payload(partial, name)
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def download_all(directory: Path) -> None:

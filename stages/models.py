@@ -1,13 +1,11 @@
 """Model construction and the one training loop shared by teacher, student and distilled student."""
 
-import glob
-import os
-
 import keras
 import tensorflow as tf
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
+from stages import outputs
 from stages.cli import UserError
 from stages.data import IMAGE_SHAPE, NUM_CLASSES, Split
 from stages.params import Training
@@ -97,24 +95,14 @@ def curves_path(model_name: str) -> str:
 
 
 def save_weights(model: keras.Model, path: str) -> None:
-    """Saves the layer weights alone, to a side file renamed into place when complete.
+    """Saves the layer weights alone, through a side file renamed into place when complete.
 
     A compiled model would also save its optimizer state, which no later stage reads; an
     uncompiled model over the same layers holds the weights alone.
     """
     inference_copy = keras.Model(model.inputs, model.outputs, name=model.name)
-    directory, filename = os.path.split(path)
-    os.makedirs(directory or ".", exist_ok=True)
-    # A run killed while saving leaves its side file behind; it never looks complete, but tidy it.
-    for stale in glob.glob(os.path.join(glob.escape(directory), f".partial-*-{glob.escape(filename)}")):
-        os.remove(stale)
-    partial = os.path.join(directory, f".partial-{os.getpid()}-{filename}")
-    try:
-        inference_copy.save_weights(partial)
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
+    with outputs.replacing(path) as partial:
+        inference_copy.save_weights(str(partial))
 
 
 def load_model(model_name: str, hidden_units: list[int], weights_file: str) -> keras.Model:

@@ -1,10 +1,11 @@
-"""Stage outputs are whole files or nothing."""
+"""Outputs are whole files or nothing."""
 
 import json
+import os
 
 import pytest
 
-from stages.outputs import write_json, write_text
+from stages.outputs import replacing, write_json, write_text
 
 
 def test_a_write_replaces_the_file_and_leaves_nothing_beside_it(tmp_path):
@@ -14,7 +15,9 @@ def test_a_write_replaces_the_file_and_leaves_nothing_beside_it(tmp_path):
 
     assert json.loads(target.read_text()) == {"accuracy": 0.75}
     assert [p.name for p in target.parent.iterdir()] == ["evaluate.json"]
-    assert target.stat().st_mode & 0o777 == 0o644
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # an ordinary file, readable as one
 
 
 def test_a_failed_write_keeps_the_old_file_and_removes_its_side_file(tmp_path):
@@ -26,3 +29,17 @@ def test_a_failed_write_keeps_the_old_file_and_removes_its_side_file(tmp_path):
 
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["summary.txt"]
+
+
+def test_the_side_file_keeps_the_name_and_a_killed_runs_leftover_is_cleared(tmp_path):
+    target = tmp_path / "teacher.weights.h5"
+    (tmp_path / ".partial-12345-teacher.weights.h5").write_bytes(b"half a file")
+    (tmp_path / ".partial-12345-student.weights.h5").write_bytes(b"another output's, left alone")
+
+    with replacing(target) as partial:
+        assert partial.parent == tmp_path and partial.name.endswith("-teacher.weights.h5")
+        assert not target.exists()  # nothing under the real name until the block completes
+        partial.write_bytes(b"weights")
+
+    assert target.read_bytes() == b"weights"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".partial-12345-student.weights.h5", "teacher.weights.h5"]

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from stages import outputs
+
 REPORTS = Path("reports")
 MODELS = ("teacher", "student", "distilled")
 TEST_METRICS = ("accuracy", "nll", "ece", "agreement")
@@ -197,7 +199,8 @@ def heatmap(grid: list[Run], chosen: Run, path: Path) -> None:
     axes.set_title("Distilled student: validation accuracy (red: chosen)")
     figure.colorbar(image, ax=axes)
     figure.tight_layout()
-    figure.savefig(path, metadata={"Software": None})
+    with outputs.replacing(path) as partial:
+        figure.savefig(partial, format="png", metadata={"Software": None})
     plt.close(figure)
 
 
@@ -216,7 +219,8 @@ def learning_curves(curves_dir: Path, path: Path) -> None:
     accuracy_axes.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
     accuracy_axes.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(path, metadata={"Software": None})
+    with outputs.replacing(path) as partial:
+        figure.savefig(partial, format="png", metadata={"Software": None})
     plt.close(figure)
 
 
@@ -232,14 +236,15 @@ def write_report(runs: list[Run], baseline: dict, out: Path, curves_dir: Path | 
     heatmap(grid, chosen, out / "sweep_val_accuracy.png")
     if curves_dir is not None:
         learning_curves(curves_dir, out / "learning_curves.png")
-    (out / "experiments.md").write_text(experiments_table(runs))
+    outputs.write_text(out / "experiments.md", experiments_table(runs))
     result = {
         "chosen": {"temperature": chosen.temperature, "alpha": chosen.alpha, "val_accuracy": chosen.val["val_accuracy"]},
         "grid_size": len(grid),
         **summary,
     }
-    (out / "summary.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "README.md").write_text(
+    outputs.write_json(out / "summary.json", result)
+    outputs.write_text(
+        out / "README.md",
         "# Experiment report\n\n"
         "Written by `make report` from `dvc exp show --json`. Selection used validation accuracy only; "
         "the test numbers below are for the chosen configuration.\n\n"
