@@ -45,11 +45,14 @@ def make_optimizer(recipe: Training) -> keras.optimizers.Optimizer:
     return keras.optimizers.Adam(learning_rate=schedule, amsgrad=True)
 
 
-def fit(model: keras.Model, recipe: Training, x_train, y_train, x_val, y_val, loss=None, curves_dir=None) -> dict:
+def fit(
+    model: keras.Model, recipe: Training, x_train, y_train, x_val, y_val, loss=None, curves_dir=None, callbacks=()
+) -> dict:
     """Trains with early stopping on validation loss and restores the best epoch's weights.
 
     The test split never reaches this function: model selection sees validation data only.
     With `curves_dir`, dvclive logs every epoch's train and validation metrics there, as they come.
+    `callbacks` are added to those (the benchmark times epochs with one).
     Returns a summary of the run for the stage's metrics file.
     """
     model.compile(
@@ -60,7 +63,7 @@ def fit(model: keras.Model, recipe: Training, x_train, y_train, x_val, y_val, lo
     early_stopping = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=recipe.patience, restore_best_weights=True
     )
-    callbacks = [early_stopping]
+    callbacks = [early_stopping, *callbacks]
     if curves_dir:
         # dvc.yaml is written by hand and experiments by `dvc exp run`, so dvclive does neither.
         live = Live(curves_dir, dvcyaml=False, save_dvc_exp=False, report=None)
