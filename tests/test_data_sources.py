@@ -6,6 +6,7 @@ import hashlib
 import http.server
 import shutil
 import threading
+
 import numpy as np
 import pytest
 

@@ -1,6 +1,7 @@
 """Architectures, parameter counts, the shared training loop and byte-stable weight files."""
 
 import h5py
+import keras
 import numpy as np
 import pytest
 
@@ -40,8 +41,6 @@ def toy_data(seed, count=256):
 
 
 def train_toy(seed):
-    import keras
-
     models.make_deterministic(seed)
     model = models.build_mlp(RECIPE.hidden_units, "toy")
     x_train, y_train = toy_data(1)
