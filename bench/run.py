@@ -100,7 +100,8 @@ def epoch_timings(repo: Repo, epochs: int) -> dict:
         """Median epoch seconds of the pipeline's own training loop; the first epoch, which traces, left out."""
         clock = EpochClock()
         models.make_deterministic(config.student.seed)  # as the stages run: op determinism on
-        models.fit(model, recipe, x, y, x_val, y_val, loss=loss, callbacks=[clock])
+        models.fit(model, recipe, x, y, x_val, y_val, stage="bench", recipe_name="student", loss=loss,
+                   callbacks=[clock])
         return statistics.median(clock.seconds[1:])
 
     def distill_targets(split):

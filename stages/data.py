@@ -6,8 +6,6 @@ Numpy only: nothing here imports TensorFlow.
 import gzip
 import hashlib
 import os
-import shutil
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,18 +229,10 @@ PREPARED_DIR = Path("data/prepared")
 
 def save_prepared(splits: dict[str, Split], directory: Path = PREPARED_DIR) -> None:
     """Writes .npy files (byte-stable, unlike npz's timestamped zip entries) into a new folder, then renames it."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
-    staging.chmod(0o755)  # mkdtemp's private 0700 would outlive the rename
-    try:
+    with outputs.replacing_dir(directory) as staging:
         for name, split in splits.items():
             np.save(staging / f"{name}_images.npy", split.images)
             np.save(staging / f"{name}_labels.npy", split.labels)
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(staging, directory)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def load_split(name: str, directory: Path = PREPARED_DIR) -> Split:

@@ -30,7 +30,7 @@ def main() -> None:
         distiller = losses.TeacherLogitsDistiller(student, objective)
         summary = models.fit(
             distiller, recipe, train.images, targets["train"], val.images, targets["val"],
-            curves_dir=models.curves_path("distilled"),
+            stage="distill", recipe_name="student", curves_dir=models.curves_path("distilled"),
         )
 
     models.save_weights(student, models.weights_path("distilled"))

@@ -1,6 +1,10 @@
 """Model construction and the one training loop shared by teacher, student and distilled student."""
 
+import contextlib
+import math
+
 import keras
+import numpy as np
 import tensorflow as tf
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
@@ -45,14 +49,47 @@ def make_optimizer(recipe: Training) -> keras.optimizers.Optimizer:
     return keras.optimizers.Adam(learning_rate=schedule, amsgrad=True)
 
 
+class StopOnDivergence(keras.callbacks.Callback):
+    """Ends training with one line as soon as a logged loss or metric stops being a finite number.
+
+    A loss that has become NaN or infinite never recovers, and neither JSON nor `dvc metrics` can
+    hold it; a large but finite loss is a legitimate (bad) result and trains on.
+    """
+
+    def __init__(self, stage: str, recipe_name: str, learning_rate: float):
+        super().__init__()
+        self.stage, self.recipe_name, self.learning_rate = stage, recipe_name, learning_rate
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._check(logs, f"epoch {self.epoch + 1}, step {batch + 1}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check(logs, f"the end of epoch {epoch + 1}")
+
+    def _check(self, logs, where: str) -> None:
+        for name, value in (logs or {}).items():
+            value = float(value)
+            if not math.isfinite(value):
+                raise UserError(
+                    f"{self.stage} diverged: {name} became {value} at {where}; "
+                    f"lower {self.recipe_name}.learning_rate (now {self.learning_rate:g})"
+                )
+
+
 def fit(
-    model: keras.Model, recipe: Training, x_train, y_train, x_val, y_val, loss=None, curves_dir=None, callbacks=()
+    model: keras.Model, recipe: Training, x_train, y_train, x_val, y_val, *, stage: str, recipe_name: str,
+    loss=None, curves_dir=None, callbacks=(),
 ) -> dict:
     """Trains with early stopping on validation loss and restores the best epoch's weights.
 
     The test split never reaches this function: model selection sees validation data only.
-    With `curves_dir`, dvclive logs every epoch's train and validation metrics there, as they come.
-    `callbacks` are added to those (the benchmark times epochs with one).
+    `stage` and `recipe_name` (the params section of the recipe) name the run in a divergence error.
+    With `curves_dir`, dvclive logs every epoch's train and validation metrics there; the folder
+    appears only when training ends well. `callbacks` are added (the benchmark times epochs with one).
     Returns a summary of the run for the stage's metrics file.
     """
     model.compile(
@@ -63,20 +100,21 @@ def fit(
     early_stopping = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=recipe.patience, restore_best_weights=True
     )
-    callbacks = [early_stopping, *callbacks]
-    if curves_dir:
-        # dvc.yaml is written by hand and experiments by `dvc exp run`, so dvclive does neither.
-        live = Live(curves_dir, dvcyaml=False, save_dvc_exp=False, report=None)
-        callbacks.append(DVCLiveCallback(live=live))
-    history = model.fit(
-        x_train, y_train,
-        batch_size=recipe.batch_size,
-        epochs=recipe.epochs,
-        validation_data=(x_val, y_val),
-        callbacks=callbacks,
-        shuffle=True,
-        verbose=2,
-    )
+    callbacks = [StopOnDivergence(stage, recipe_name, recipe.learning_rate), early_stopping, *callbacks]
+    with outputs.replacing_dir(curves_dir) if curves_dir else contextlib.nullcontext() as staged_curves:
+        if staged_curves:
+            # dvc.yaml is written by hand and experiments by `dvc exp run`, so dvclive does neither.
+            live = Live(str(staged_curves), dvcyaml=False, save_dvc_exp=False, report=None)
+            callbacks.append(DVCLiveCallback(live=live))
+        history = model.fit(
+            x_train, y_train,
+            batch_size=recipe.batch_size,
+            epochs=recipe.epochs,
+            validation_data=(x_val, y_val),
+            callbacks=callbacks,
+            shuffle=True,
+            verbose=2,
+        )
     best = early_stopping.best_epoch
     return {
         "epochs_run": len(history.epoch),
@@ -85,8 +123,16 @@ def fit(
     }
 
 
-def predict_logits(model: keras.Model, split: Split, batch_size: int = 1024):
-    return model.predict(split.images, batch_size=batch_size, verbose=0)
+def predict_logits(model: keras.Model, split: Split, batch_size: int = 1024) -> np.ndarray:
+    """The model's logits for every image; a model whose logits are not all finite is refused."""
+    logits = model.predict(split.images, batch_size=batch_size, verbose=0)
+    broken = np.count_nonzero(~np.isfinite(logits).all(axis=1))
+    if broken:
+        raise UserError(
+            f"{weights_path(model.name)}: non-finite logits for {broken} of {len(logits)} images; "
+            f"the weights are broken: retrain with `dvc repro -f`"
+        )
+    return logits
 
 
 def weights_path(model_name: str) -> str:

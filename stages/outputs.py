@@ -3,9 +3,13 @@
 import glob
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from stages.cli import UserError
 
 PARTIAL_PREFIX = ".partial-"
 
@@ -30,10 +34,33 @@ def replacing(path: str | Path) -> Iterator[Path]:
         partial.unlink(missing_ok=True)
 
 
+@contextmanager
+def replacing_dir(path: str | Path) -> Iterator[Path]:
+    """Like `replacing`, for a folder: a new hidden folder beside `path` takes its place when the block completes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f"{PARTIAL_PREFIX}*-{glob.escape(path.name)}"):
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{PARTIAL_PREFIX}{os.getpid()}-", suffix=f"-{path.name}", dir=path.parent))
+    staging.chmod(0o755)  # mkdtemp's private 0700 would outlive the rename
+    try:
+        yield staging
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(staging, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def write_text(path: str | Path, text: str) -> None:
     with replacing(path) as partial:
         partial.write_text(text, encoding="utf-8")
 
 
 def write_json(path: str | Path, payload: dict) -> None:
-    write_text(path, json.dumps(payload, indent=2) + "\n")
+    """JSON as DVC and every other reader accept it: a NaN or infinity is refused, never written."""
+    try:
+        text = json.dumps(payload, indent=2, allow_nan=False)
+    except ValueError:
+        raise UserError(f"{path}: refusing to write a non-finite number (NaN or infinity) into a metrics file") from None
+    write_text(path, text + "\n")

@@ -4,7 +4,6 @@ import difflib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stages.cli import UserError
@@ -14,8 +13,9 @@ PARAMS_FILE = Path("params.yaml")
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
-PositiveFloat = Annotated[float, Field(gt=0)]
-UnitFloat = Annotated[float, Field(ge=0, le=1)]
+# .inf and .nan are valid YAML floats, never valid params.
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+UnitFloat = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 
 
 class Section(BaseModel):
@@ -119,11 +119,31 @@ def validate(raw: Any) -> Params:
     return validated
 
 
+def parse_yaml(text: str):
+    """YAML 1.2 through ruamel's safe loader, exactly as DVC reads params.yaml.
+
+    PyYAML follows YAML 1.1, where `1e-05` (as `dvc exp run -S` writes 0.00001) is a string and
+    `yes` is a bool; the stages must see the values that DVC records for the experiment.
+    """
+    from ruamel.yaml import YAML
+
+    return YAML(typ="safe").load(text)
+
+
+def _yaml_problem(error) -> str:
+    """ruamel's multi-line report cut to one line: where, then what."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else problem
+
+
 def load(path: Path = PARAMS_FILE) -> Params:
+    from ruamel.yaml import YAMLError
+
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = parse_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"{path}: not found; run from the repository root") from None
-    except yaml.YAMLError as error:
-        raise UserError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    except YAMLError as error:
+        raise UserError(f"{path}: not valid YAML ({_yaml_problem(error)})") from None
     return validate(raw)

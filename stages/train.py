@@ -26,6 +26,7 @@ def main() -> None:
         model = models.build_mlp(recipe.hidden_units, model_name)
         summary = models.fit(
             model, recipe, train.images, train.labels, val.images, val.labels,
+            stage=f"train@{model_name}", recipe_name=model_name,
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             curves_dir=models.curves_path(model_name),
         )

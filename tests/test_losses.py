@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stages import losses, models
+from stages import losses, models, params
 
 STUDENT = np.array([[2.0, 1.0, 0.0], [0.5, -1.0, 3.0]], dtype=np.float32)
 TEACHER = np.array([[3.0, 0.0, -1.0], [0.0, 0.0, 2.0]], dtype=np.float32)
@@ -103,3 +103,25 @@ def test_distiller_trains_on_given_logits_and_logs_both_terms():
     assert logged["hard_loss"] == pytest.approx(float(hard), rel=1e-5)
     assert logged["soft_loss"] == pytest.approx(float(soft), rel=1e-5)
     assert logged["accuracy"] == pytest.approx(np.mean(student_logits.argmax(1) == targets["label"]))
+
+
+@pytest.mark.parametrize("temperature", [1e-3, 1e3])
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_extreme_temperatures_and_alphas_train_with_finite_losses(temperature, alpha):
+    """The schema allows any T > 0 and alpha in [0, 1]; the ends of that range must still train."""
+    recipe = params.Training(seed=0, hidden_units=[8], learning_rate=0.01, decay_steps=20, decay_alpha=0.1,
+                             batch_size=32, epochs=2, patience=2)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (96, 28, 28), dtype=np.uint8)
+    targets = {"label": rng.integers(0, 10, 96), "teacher_logits": 5 * rng.normal(size=(96, 10)).astype(np.float32)}
+    models.make_deterministic(0)
+    student = models.build_mlp(recipe.hidden_units, "distilled")
+    before = [w.copy() for w in student.get_weights()]
+    distiller = losses.TeacherLogitsDistiller(student, losses.DistillationLoss(temperature, alpha))
+
+    summary = models.fit(distiller, recipe, images, targets, images, targets, stage="distill", recipe_name="student")
+
+    assert all(np.isfinite(value) for value in summary.values()), summary
+    assert any(not np.array_equal(a, b) for a, b in zip(before, student.get_weights()))
+    if alpha == 1.0:  # labels only: the KD term, whatever T, adds nothing
+        assert summary["loss"] == pytest.approx(summary["hard_loss"], rel=1e-6)

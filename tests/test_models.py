@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from stages import models, params
+from stages import data, models, params
 from stages.cli import UserError
 
 RECIPE = params.Training(
@@ -46,7 +46,7 @@ def train_toy(seed):
     x_train, y_train = toy_data(1)
     x_val, y_val = toy_data(2, 64)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    return model, models.fit(model, RECIPE, x_train, y_train, x_val, y_val, loss=loss)
+    return model, models.fit(model, RECIPE, x_train, y_train, x_val, y_val, stage="toy", recipe_name="toy", loss=loss)
 
 
 def test_fit_reports_the_best_validation_epoch_and_restores_it():
@@ -104,3 +104,40 @@ def test_same_seed_same_initial_weights_whatever_the_name():
     distilled = models.build_mlp([32], "distilled").get_weights()
     for a, b in zip(baseline, distilled):
         np.testing.assert_array_equal(a, b)
+
+
+def train_toy_at(learning_rate, curves_dir=None):
+    recipe = RECIPE.model_copy(update={"learning_rate": learning_rate, "epochs": 2})
+    models.make_deterministic(0)
+    model = models.build_mlp(recipe.hidden_units, "toy")
+    (x_train, y_train), (x_val, y_val) = toy_data(1), toy_data(2, 64)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    return models.fit(model, recipe, x_train, y_train, x_val, y_val, stage="train@toy", recipe_name="toy",
+                      loss=loss, curves_dir=curves_dir)
+
+
+def test_a_loss_that_becomes_nan_stops_training_with_one_line_and_no_curves(tmp_path):
+    # Adam's steps are about the learning rate in size: at 1e20 the second step's logits overflow to inf - inf.
+    with pytest.raises(UserError) as raised:
+        train_toy_at(1e20, curves_dir=tmp_path / "curves" / "toy")
+    assert str(raised.value) == (
+        "train@toy diverged: loss became nan at epoch 1, step 2; lower toy.learning_rate (now 1e+20)"
+    )
+    assert list((tmp_path / "curves").iterdir()) == []  # dvclive's half-run folder is gone, not left behind
+
+
+def test_a_huge_but_finite_loss_is_an_ordinary_bad_result(tmp_path):
+    summary = train_toy_at(1e6, curves_dir=tmp_path / "toy")
+    assert summary["loss"] > 1e3 and np.isfinite(summary["loss"]) and np.isfinite(summary["val_loss"])
+    assert (tmp_path / "toy" / "plots" / "metrics" / "eval" / "loss.tsv").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["toy"]
+
+
+def test_logits_that_are_not_finite_are_refused():
+    model = models.build_mlp([4], "teacher")
+    weights = model.get_weights()
+    weights[-2][0, 3] = np.nan  # one output weight: class 3's logit is NaN for every image
+    model.set_weights(weights)
+    images, labels = toy_data(0, 5)
+    with pytest.raises(UserError, match=r"^models/teacher.weights.h5: non-finite logits for 5 of 5 images; "):
+        models.predict_logits(model, data.Split(images, labels.astype(np.uint8)))

@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from stages.outputs import replacing, write_json, write_text
+from stages.cli import UserError
+from stages.outputs import replacing, replacing_dir, write_json, write_text
 
 
 def test_a_write_replaces_the_file_and_leaves_nothing_beside_it(tmp_path):
@@ -43,3 +44,29 @@ def test_the_side_file_keeps_the_name_and_a_killed_runs_leftover_is_cleared(tmp_
 
     assert target.read_bytes() == b"weights"
     assert sorted(p.name for p in tmp_path.iterdir()) == [".partial-12345-student.weights.h5", "teacher.weights.h5"]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_metrics_never_hold_nan_or_infinity(tmp_path, bad):
+    target = tmp_path / "metrics.json"
+    write_json(target, {"loss": 0.5})
+    with pytest.raises(UserError, match=r"metrics.json: refusing to write a non-finite number"):
+        write_json(target, {"model": {"loss": bad}})
+    assert json.loads(target.read_text()) == {"loss": 0.5}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_a_folder_is_replaced_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "curves" / "student"
+    with replacing_dir(target) as staging:
+        (staging / "old.tsv").write_text("old")
+    with pytest.raises(RuntimeError):
+        with replacing_dir(target) as staging:
+            (staging / "new.tsv").write_text("half")
+            raise RuntimeError("killed halfway")
+    assert [p.name for p in target.iterdir()] == ["old.tsv"]
+    assert [p.name for p in target.parent.iterdir()] == ["student"]
+    with replacing_dir(target) as staging:
+        (staging / "new.tsv").write_text("new")
+    assert [p.name for p in target.iterdir()] == ["new.tsv"]
+    assert oct(target.stat().st_mode & 0o777) == oct(0o755)

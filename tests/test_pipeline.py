@@ -4,9 +4,12 @@ Each step checks which stages DVC actually ran, so the cache semantics in dvc.ya
 """
 
 import json
+import re
 import sys
+import time
 
 import pytest
+import yaml
 from dvc_repo import ALL_STAGES, SMALL, Repo, stages_run
 
 
@@ -84,6 +87,8 @@ def test_new_temperature_reruns_only_distill_and_evaluate(repo, reproduced):
     [
         ("distill.alpha=0.9", {"check_params", "distill", "evaluate"}),
         ("student.learning_rate=0.002", {"check_params", "train@student", "distill", "evaluate"}),
+        # DVC writes 1e-05; the stages must read the float DVC recorded, not YAML 1.1's string.
+        ("student.learning_rate=0.00001", {"check_params", "train@student", "distill", "evaluate"}),
         ("teacher.learning_rate=0.002", {"check_params", "train@teacher", "distill", "evaluate"}),
         ("evaluate.ece_bins=10", {"check_params", "evaluate"}),
         # On this CPU the default strategy is what auto picks: the retrained models come out bit for bit
@@ -111,6 +116,75 @@ def test_a_bad_param_fails_before_any_output_is_touched(repo, reproduced):
         assert repo.read(name) == content, f"{name} changed after a rejected param"
     repo.run("git", "reset", "-q", "--hard")
     assert repo.dvc("status").strip() == "Data and pipelines are up to date."
+
+
+def test_exponent_form_written_by_hand_runs(repo, reproduced, restore):
+    text = repo.read("params.yaml").decode()
+    student = text.index("student:")
+    edited = text[:student] + text[student:].replace("learning_rate: 0.001", "learning_rate: 3e-3", 1)
+    (repo.path / "params.yaml").write_text(edited)
+    # The stage that every other waits for accepts it (the stages' reading is property-tested in-process)...
+    assert stages_run(repo.dvc("repro", "check_params")) == {"check_params"}
+    # ...and DVC reads the same float, so the experiment is recorded with the value the stages trained on.
+    changed = json.loads(repo.dvc("params", "diff", "--json"))["params.yaml"]
+    assert {key: (change["old"], change["new"]) for key, change in changed.items()} == {
+        "student.learning_rate": (0.001, 0.003)
+    }
+
+
+@pytest.fixture
+def restore(repo):
+    """Puts the committed state back after a test that leaves its workspace changed, even when it fails."""
+    yield
+    repo.run("git", "reset", "-q", "--hard")
+    repo.dvc("checkout", "--force")
+
+
+def lock_entries(repo: Repo, *leave_out: str) -> dict:
+    return {name: entry for name, entry in yaml.safe_load(repo.read("dvc.lock"))["stages"].items()
+            if name not in leave_out}
+
+
+def test_a_diverging_run_stops_with_one_line_and_records_nothing(repo, reproduced, restore):
+    # check_params passed and may record the new value; nothing after it may change.
+    lock_before = lock_entries(repo, "check_params")
+    result = repo.attempt(sys.executable, "-m", "dvc", "exp", "run", "-S", "student.learning_rate=1e20")
+    assert result.returncode != 0
+    assert re.search(
+        r"^error: train@student diverged: loss became nan at epoch 1, step \d+; "
+        r"lower student.learning_rate \(now 1e\+20\)$", result.stderr, re.MULTILINE,
+    ), result.stderr
+    assert "Traceback" not in result.stderr
+    assert stages_run(result.stdout) == {"check_params", "train@student"}
+    assert lock_entries(repo, "check_params") == lock_before
+    # DVC removes a stage's outputs before running it; the failed run wrote none back.
+    for name in ("models/student.weights.h5", "metrics/training/student.json", "metrics/curves/student"):
+        assert not (repo.path / name).exists(), name
+    assert not list((repo.path / "metrics/curves").glob(".partial-*"))
+
+
+def test_failing_queued_cells_say_why_and_do_not_stop_the_others(repo, reproduced, restore):
+    repo.dvc("exp", "run", "--queue", "-S", "distill.temperature=2,-1")
+    repo.dvc("exp", "run", "--queue", "-S", "student.learning_rate=1e20")
+    repo.dvc("queue", "start", "--jobs", "2")
+    deadline = time.monotonic() + 600
+    while re.search(r"\b(Queued|Running)\b", status := repo.dvc("queue", "status")):
+        assert time.monotonic() < deadline, status
+        time.sleep(2)
+    rows = dict(re.findall(r"^\S+\s+(\S+)\s+.*?\b(Success|Failed)\b", status, re.MULTILINE))
+    assert sorted(rows.values()) == ["Failed", "Failed", "Success"], status
+
+    logs = {name: repo.dvc("queue", "logs", name) for name in rows}
+    failed = [logs[name] for name, state in rows.items() if state == "Failed"]
+    assert any("error: params.yaml: distill.temperature = -1 is invalid: input should be greater than 0" in log
+               for log in failed), failed
+    assert any(re.search(r"error: train@student diverged: loss became nan at epoch 1, step \d+; "
+                         r"lower student.learning_rate \(now 1e\+20\)", log) for log in failed), failed
+    succeeded = next(name for name, state in rows.items() if state == "Success")
+    shown = json.loads(repo.dvc("exp", "show", "--json"))
+    experiments = [exp for commit in shown for exp in (commit.get("experiments") or [])]
+    assert any(exp["name"] == succeeded for exp in experiments)
+    assert repo.dvc("status").strip() == "Data and pipelines are up to date."  # the workspace was never touched
 
 
 def test_prepared_data_altered_behind_dvcs_back_is_rebuilt(repo, reproduced):

@@ -32,12 +32,13 @@ models.make_deterministic(0)
 with strategy.scope():
     student = models.build_mlp(recipe.hidden_units, "student")
     before = [w.copy() for w in student.get_weights()]
-    student_summary = models.fit(student, recipe, images, labels, images, labels,
+    student_summary = models.fit(student, recipe, images, labels, images, labels, stage="student", recipe_name="student",
                                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     objective = losses.DistillationLoss(temperature=2.0, alpha=0.25)
     distilled = models.build_mlp(recipe.hidden_units, "distilled")
     distiller = losses.TeacherLogitsDistiller(distilled, objective)
-    distill_summary = models.fit(distiller, recipe, images, targets, images, targets)
+    distill_summary = models.fit(distiller, recipe, images, targets, images, targets, stage="distill",
+                                 recipe_name="student")
 
 # The logged loss of the last epoch, recomputed outside the strategy from the restored weights.
 total, hard, soft = objective.terms(labels, teacher_logits, distilled.predict(images, verbose=0))

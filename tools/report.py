@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from stages import outputs
+from stages.params import parse_yaml
 
 REPORTS = Path("reports")
 MODELS = ("teacher", "student", "distilled")
@@ -279,7 +279,7 @@ def main() -> None:
     if curves is None:
         print(f"note: no learning curves in {args.curves} (run `dvc pull` or `dvc repro`); "
               "learning_curves.png not written", file=sys.stderr)
-    baseline = yaml.safe_load(args.params.read_text())
+    baseline = parse_yaml(args.params.read_text())
     result = write_report(runs, baseline, args.out, curves)
     print(json.dumps(result, indent=2))
 
