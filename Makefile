@@ -5,13 +5,18 @@ BIN := $(VENV)/bin
 # dvc.yaml's commands call `python`: the venv's must come first, as after `source .venv/bin/activate`.
 IN_VENV := PATH="$(CURDIR)/$(BIN):$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)"
 
-.PHONY: repro test bench bench-fast report setup lock clean-venv
+.PHONY: repro test test-fast bench bench-fast report setup lock clean-venv
 
 repro: $(VENV)/.installed
 	$(IN_VENV) dvc repro
 
+# Everything, end-to-end tests included, on two workers (about 3 minutes on 2 cores).
 test: $(VENV)/.installed
 	$(IN_VENV) python -m pytest
+
+# The in-process tests alone (under a minute): no dvc or TensorFlow subprocesses.
+test-fast: $(VENV)/.installed
+	$(IN_VENV) python -m pytest -m "not e2e"
 
 # Tables and pictures in reports/ from the experiments DVC recorded (README: Experiments).
 report: $(VENV)/.installed

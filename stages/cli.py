@@ -6,6 +6,8 @@ import sys
 import time
 from collections.abc import Callable
 
+from stages import IMPORTS_STARTED
+
 EXIT_USER_ERROR = 2
 
 
@@ -16,8 +18,9 @@ class UserError(Exception):
 def run(main: Callable[[], None]) -> None:
     """Runs a stage's main(), turning a UserError into one line and exit code 2.
 
-    Set KD_DEBUG=1 to see the full traceback instead. On success it reports the time and peak
-    memory, which tell how many `dvc queue` workers a machine can hold (the benchmark reads them).
+    Set KD_DEBUG=1 to see the full traceback instead. On success it reports the time, the time its
+    imports took before, and peak memory, which tells how many `dvc queue` workers a machine can hold
+    (the benchmark reads them).
     """
     started = time.perf_counter()
     try:
@@ -28,4 +31,7 @@ def run(main: Callable[[], None]) -> None:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # Linux reports KiB
-    print(f"finished in {time.perf_counter() - started:.1f} s, peak memory {peak_mib} MiB")
+    print(
+        f"finished in {time.perf_counter() - started:.1f} s after {started - IMPORTS_STARTED:.1f} s of imports, "
+        f"peak memory {peak_mib} MiB"
+    )

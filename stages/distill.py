@@ -14,7 +14,7 @@ def main() -> None:
 
     strategy = models.distribution_strategy(config.train.strategy)
     # Seeded and built first, as in train.py, so it starts from the baseline student's initial weights.
-    models.make_deterministic(recipe.seed)
+    models.make_deterministic(recipe.seed, config.train)
     with strategy.scope():
         student = models.build_mlp(recipe.hidden_units, "distilled")
 
@@ -29,7 +29,7 @@ def main() -> None:
         objective = losses.DistillationLoss(config.distill.temperature, config.distill.alpha)
         distiller = losses.TeacherLogitsDistiller(student, objective)
         summary = models.fit(
-            distiller, recipe, train.images, targets["train"], val.images, targets["val"],
+            distiller, recipe, config.train, train.images, targets["train"], val.images, targets["val"],
             stage="distill", recipe_name="student", curves_dir=models.curves_path("distilled"),
         )
 

@@ -53,9 +53,11 @@ class Training(Section):
 
 
 class Train(Section):
-    """How training runs, not what it learns."""
+    """How training runs; on one machine, jit_compile and steps_per_execution change speed, not results."""
 
     strategy: Literal["auto", "default", "mirrored"]
+    jit_compile: Literal["auto", True, False]  # auto: XLA for MLPs; see models.use_xla
+    steps_per_execution: PositiveInt
 
 
 class Distill(Section):

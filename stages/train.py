@@ -21,11 +21,11 @@ def main() -> None:
     recipe = getattr(config, model_name)
     train, val = data.load_split("train"), data.load_split("val")
 
-    models.make_deterministic(recipe.seed)
+    models.make_deterministic(recipe.seed, config.train)
     with models.distribution_strategy(config.train.strategy).scope():
         model = models.build_mlp(recipe.hidden_units, model_name)
         summary = models.fit(
-            model, recipe, train.images, train.labels, val.images, val.labels,
+            model, recipe, config.train, train.images, train.labels, val.images, val.labels,
             stage=f"train@{model_name}", recipe_name=model_name,
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             curves_dir=models.curves_path(model_name),

@@ -84,6 +84,11 @@ class Repo:
     def read(self, name: str) -> bytes:
         return (self.path / name).read_bytes()
 
+    def lock_entries(self, *leave_out: str) -> dict:
+        """dvc.lock's stage entries, less the stages named."""
+        stages = yaml.safe_load(self.read("dvc.lock"))["stages"]
+        return {name: entry for name, entry in stages.items() if name not in leave_out}
+
 
 # Small enough for CI on 2 cores: 2000 stratified training images (500 of them validation), 1 epoch.
 SMALL = {"prepare": {"subset": 2000, "val_size": 500}, "teacher": {"epochs": 1}, "student": {"epochs": 1}}

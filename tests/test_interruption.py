@@ -8,8 +8,10 @@ import pytest
 import yaml
 from dvc_repo import SMALL, Repo, stages_run
 
-# Enough teacher epochs that training is still under way when the test strikes.
-LONGER_TEACHER = {**SMALL, "teacher": {"epochs": 15, "patience": 15}}
+pytestmark = pytest.mark.e2e
+
+# Enough teacher epochs that training is still under way when the test strikes at the third.
+LONGER_TEACHER = {**SMALL, "teacher": {"epochs": 5, "patience": 5}}
 
 
 @pytest.fixture(scope="module")

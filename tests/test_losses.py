@@ -9,6 +9,7 @@ from stages import losses, models, params
 STUDENT = np.array([[2.0, 1.0, 0.0], [0.5, -1.0, 3.0]], dtype=np.float32)
 TEACHER = np.array([[3.0, 0.0, -1.0], [0.0, 0.0, 2.0]], dtype=np.float32)
 LABELS = np.array([0, 2])
+ENGINE = params.Train(strategy="default", jit_compile="auto", steps_per_execution=4)
 
 
 def softmax(logits, temperature=1.0):
@@ -86,7 +87,7 @@ def test_t_squared_keeps_soft_gradients_at_scale():
 
 
 def test_distiller_trains_on_given_logits_and_logs_both_terms():
-    models.make_deterministic(0)
+    models.make_deterministic(0, ENGINE)
     student = models.build_mlp([8], "student")
     objective = losses.DistillationLoss(temperature=2.0, alpha=0.25)
     distiller = losses.TeacherLogitsDistiller(student, objective)
@@ -114,12 +115,12 @@ def test_extreme_temperatures_and_alphas_train_with_finite_losses(temperature, a
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (96, 28, 28), dtype=np.uint8)
     targets = {"label": rng.integers(0, 10, 96), "teacher_logits": 5 * rng.normal(size=(96, 10)).astype(np.float32)}
-    models.make_deterministic(0)
+    models.make_deterministic(0, ENGINE)
     student = models.build_mlp(recipe.hidden_units, "distilled")
     before = [w.copy() for w in student.get_weights()]
     distiller = losses.TeacherLogitsDistiller(student, losses.DistillationLoss(temperature, alpha))
 
-    summary = models.fit(distiller, recipe, images, targets, images, targets, stage="distill", recipe_name="student")
+    summary = models.fit(distiller, recipe, ENGINE, images, targets, images, targets, stage="distill", recipe_name="student")
 
     assert all(np.isfinite(value) for value in summary.values()), summary
     assert any(not np.array_equal(a, b) for a, b in zip(before, student.get_weights()))

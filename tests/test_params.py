@@ -58,6 +58,9 @@ def test_committed_params_are_valid():
         ("distill", "alpha", KeyError, "params.yaml: missing key 'distill.alpha'"),
         ("student", "seed", -1, "params.yaml: student.seed = -1 is invalid: input should be greater than or equal to 0"),
         ("train", "strategy", "tpu", "params.yaml: train.strategy = 'tpu' is invalid: input should be 'auto', 'default' or 'mirrored'"),
+        # YAML 1.2, as DVC reads it: `yes` is a string, not a bool.
+        ("train", "jit_compile", "yes", "params.yaml: train.jit_compile = 'yes' is invalid: input should be 'auto', True or False"),
+        ("train", "steps_per_execution", 0, "params.yaml: train.steps_per_execution = 0 is invalid: input should be greater than 0"),
     ],
 )
 def test_bad_values_give_one_clear_line(section, key, value, message):

@@ -102,6 +102,8 @@ def written_lists(values):
 VALID_TEXT = {
     "seed": written_ints(st.integers(min_value=0, max_value=2**31)),
     "train.strategy": st.sampled_from(["auto", "default", "mirrored"]),
+    "train.jit_compile": st.sampled_from(["auto", "true", "false", "True", "FALSE"]),
+    "train.steps_per_execution": written_ints(st.integers(min_value=1, max_value=10_000)),
     "distill.temperature": written_floats(positive_floats),
     "distill.alpha": written_floats(unit_floats),
     "evaluate.ece_bins": written_ints(st.integers(min_value=1, max_value=10_000)),
@@ -126,6 +128,8 @@ def expected_value(key: str, text: str):
         return float(text)
     if key == "train.strategy":
         return text
+    if key == "train.jit_compile":
+        return text if text == "auto" else text.lower() == "true"
     return int(text)
 
 
@@ -179,7 +183,8 @@ def test_dvc_writes_small_learning_rates_in_exponent_form():
 
 FLOAT_KEYS = [key for key in VALID_TEXT if expected_value(key, "1") == 1.0 and key.rsplit(".", 1)[-1] in
               ("temperature", "alpha", "learning_rate", "decay_alpha")]
-INT_KEYS = [key for key in VALID_TEXT if key not in FLOAT_KEYS and key != "train.strategy" and not key.endswith("hidden_units")]
+INT_KEYS = [key for key in VALID_TEXT
+            if key not in FLOAT_KEYS and key not in ("train.strategy", "train.jit_compile") and not key.endswith("hidden_units")]
 
 wrong_type_text = st.sampled_from([
     "'0.1'", "'5'", "true", "false", "[1,2]", "{a: 1}", "abc", "null", "inf", "nan", "-inf",

@@ -5,6 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Logical devices must be set before TensorFlow starts its runtime, hence a fresh interpreter.
@@ -28,22 +32,24 @@ teacher_logits = rng.normal(size=(512, 10)).astype(np.float32)
 targets = {"label": labels, "teacher_logits": teacher_logits}
 
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-models.make_deterministic(0)
+engine = params.Train(strategy="mirrored", jit_compile="auto", steps_per_execution=2)
+models.make_deterministic(0, engine)
 with strategy.scope():
     student = models.build_mlp(recipe.hidden_units, "student")
     before = [w.copy() for w in student.get_weights()]
-    student_summary = models.fit(student, recipe, images, labels, images, labels, stage="student", recipe_name="student",
+    student_summary = models.fit(student, recipe, engine, images, labels, images, labels, stage="student", recipe_name="student",
                                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     objective = losses.DistillationLoss(temperature=2.0, alpha=0.25)
     distilled = models.build_mlp(recipe.hidden_units, "distilled")
     distiller = losses.TeacherLogitsDistiller(distilled, objective)
-    distill_summary = models.fit(distiller, recipe, images, targets, images, targets, stage="distill",
+    distill_summary = models.fit(distiller, recipe, engine, images, targets, images, targets, stage="distill",
                                  recipe_name="student")
 
 # The logged loss of the last epoch, recomputed outside the strategy from the restored weights.
 total, hard, soft = objective.terms(labels, teacher_logits, distilled.predict(images, verbose=0))
 print(json.dumps({
     "replicas": strategy.num_replicas_in_sync,
+    "xla_and_steps_per_call": [models.use_xla(engine), models.steps_per_execution(engine), student.jit_compile],
     "weights_changed": any(not np.array_equal(a, b) for a, b in zip(before, student.get_weights())),
     "student": student_summary,
     "distill": distill_summary,
@@ -59,6 +65,8 @@ def test_training_step_runs_under_mirrored_strategy_on_two_cpus():
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["replicas"] == 2
+    # Under MirroredStrategy, XLA and several steps per call both fail (TensorFlow 2.21): auto turns them off.
+    assert report["xla_and_steps_per_call"] == [False, 1, False]
     assert report["weights_changed"]
     assert report["student"]["epochs_run"] == 2
     # Per-replica losses are summed back to the whole batch's mean: validation loss on the training
@@ -77,3 +85,14 @@ def test_auto_picks_the_default_strategy_without_several_gpus():
     assert strategy is tf.distribute.get_strategy()
     assert strategy.num_replicas_in_sync == 1
     assert models.distribution_strategy("default") is tf.distribute.get_strategy()
+
+
+def test_mirrored_with_xla_forced_on_is_one_clear_line():
+    from stages import models, params
+    from stages.cli import UserError
+
+    engine = params.Train(strategy="mirrored", jit_compile=True, steps_per_execution=16)
+    with pytest.raises(UserError) as raised:
+        models.use_xla(engine)
+    assert str(raised.value) == ("params.yaml: train.jit_compile = true does not work with MirroredStrategy "
+                                 "(train.strategy = mirrored); set it to auto or false")
