@@ -14,7 +14,7 @@ repro: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(IN_VENV) python -m pytest
 
-# The in-process tests alone (under a minute): no dvc or TensorFlow subprocesses.
+# The tests that need no `dvc` pipeline run (about a minute).
 test-fast: $(VENV)/.installed
 	$(IN_VENV) python -m pytest -m "not e2e"
 

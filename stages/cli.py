@@ -15,8 +15,12 @@ class UserError(Exception):
     """A bad param, a missing or corrupted file: something the user fixes, not a bug."""
 
 
-def run(main: Callable[[], None]) -> None:
+def run(main: Callable[[], None], *, end_process: bool = False) -> None:
     """Runs a stage's main(), turning a UserError into one line and exit code 2.
+
+    With `end_process`, as a stage's entry point, the process ends as soon as main() has succeeded:
+    tearing TensorFlow's runtime down takes about a second, a fifth of a short stage, and every
+    output has been written, renamed into place and closed by then.
 
     Set KD_DEBUG=1 to see the full traceback instead. On success it reports the time, the time its
     imports took before, and peak memory, which tells how many `dvc queue` workers a machine can hold
@@ -35,3 +39,7 @@ def run(main: Callable[[], None]) -> None:
         f"finished in {time.perf_counter() - started:.1f} s after {started - IMPORTS_STARTED:.1f} s of imports, "
         f"peak memory {peak_mib} MiB"
     )
+    if end_process:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

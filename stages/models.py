@@ -95,7 +95,9 @@ class StopOnDivergence(keras.callbacks.Callback):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        self._check(logs, f"epoch {self.epoch + 1}, step {batch + 1}")
+        # With several steps per call, `batch` is the call's last step, which a short last call overstates.
+        step = min(batch + 1, self.params.get("steps") or batch + 1)
+        self._check(logs, f"epoch {self.epoch + 1}, step {step}")
 
     def on_epoch_end(self, epoch, logs=None):
         self._check(logs, f"the end of epoch {epoch + 1}")

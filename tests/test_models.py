@@ -1,5 +1,9 @@
 """Architectures, parameter counts, the shared training loop and byte-stable weight files."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import h5py
 import keras
 import numpy as np
@@ -7,6 +11,8 @@ import pytest
 
 from stages import data, models, params
 from stages.cli import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 RECIPE = params.Training(
     seed=0, hidden_units=[16], learning_rate=0.01, decay_steps=100, decay_alpha=0.1, batch_size=32, epochs=6, patience=1
@@ -151,3 +157,52 @@ def test_logits_that_are_not_finite_are_refused():
     images, labels = toy_data(0, 5)
     with pytest.raises(UserError, match=r"^models/teacher.weights.h5: non-finite logits for 5 of 5 images; "):
         models.predict_logits(model, data.Split(images, labels.astype(np.uint8)))
+
+
+TRAIN_WITH_XLA = r"""
+import hashlib, sys
+import keras, numpy as np
+from stages import models, params
+recipe = params.Training(seed=3, hidden_units=[32], learning_rate=0.01, decay_steps=50, decay_alpha=0.1,
+                         batch_size=32, epochs=2, patience=2)
+engine = params.Train(strategy="default", jit_compile="auto", steps_per_execution=4)
+rng = np.random.default_rng(0)
+images, labels = rng.integers(0, 256, (320, 28, 28), dtype=np.uint8), rng.integers(0, 10, 320)
+models.make_deterministic(recipe.seed, engine)
+model = models.build_mlp(recipe.hidden_units, "student")
+models.fit(model, recipe, engine, images, labels, images, labels, stage="train@student", recipe_name="student",
+           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+assert model.jit_compile is True
+print(hashlib.sha256(b"".join(w.tobytes() for w in model.get_weights())).hexdigest())
+"""
+
+
+def test_xla_training_gives_the_same_bits_in_every_process():
+    """What `dvc repro -f` relies on with XLA on: two fresh processes, the same weights to the bit."""
+    digests = set()
+    for _ in range(2):
+        result = subprocess.run([sys.executable, "-c", TRAIN_WITH_XLA], cwd=ROOT, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-2000:]
+        digests.add(result.stdout.strip().splitlines()[-1])
+    assert len(digests) == 1
+
+
+def test_divergence_in_a_short_last_call_names_a_step_of_the_epoch():
+    # 256 images in batches of 32 are 8 steps: a call of 16 steps ends at the epoch's 8th, not a 16th.
+    with pytest.raises(UserError, match=r"^train@toy diverged: loss became nan at epoch 1, step 8; "):
+        train_toy_at(1e20, engine=ENGINE.model_copy(update={"steps_per_execution": 16}))
+
+
+def test_steps_per_execution_changes_speed_not_weights():
+    weights = []
+    for steps in (1, 4):
+        engine = ENGINE.model_copy(update={"steps_per_execution": steps})
+        recipe = RECIPE.model_copy(update={"epochs": 2})
+        models.make_deterministic(0, engine)
+        model = models.build_mlp(recipe.hidden_units, "toy")
+        (x_train, y_train), (x_val, y_val) = toy_data(1), toy_data(2, 64)
+        models.fit(model, recipe, engine, x_train, y_train, x_val, y_val, stage="train@toy", recipe_name="toy",
+                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        weights.append(model.get_weights())
+    for one_step, four_steps in zip(*weights):
+        np.testing.assert_array_equal(one_step, four_steps)

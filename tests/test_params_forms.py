@@ -24,7 +24,7 @@ from stages.cli import EXIT_USER_ERROR
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAINING_TRAIT_KEYS = ("seed", "hidden_units", "learning_rate", "decay_steps", "decay_alpha", "batch_size", "epochs", "patience")
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @contextlib.contextmanager

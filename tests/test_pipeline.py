@@ -1,7 +1,8 @@
 """End to end: the real `dvc` on a copy of this repository, on a small stratified subset of the real data.
 
 Each step checks which stages DVC actually ran, so the cache semantics in dvc.yaml are tested as users meet them.
-The repository fixtures are in conftest.py; test_pipeline_failures.py holds what goes wrong.
+The repository fixtures are in conftest.py; test_pipeline_params.py checks what each param change
+reruns, test_pipeline_failures.py what goes wrong.
 """
 
 import json
@@ -67,26 +68,6 @@ def test_new_temperature_reruns_only_distill_and_evaluate(repo, reproduced):
     changed = diff["metrics/evaluate.json"]
     assert changed and all(key.startswith("distilled.") for key in changed)
     assert changed["distilled.accuracy"]["new"] == after["distilled"]["accuracy"]
-
-
-@pytest.mark.parametrize(
-    "change, expected",
-    [
-        # DVC writes 1e-05; the stages must read the float DVC recorded, not YAML 1.1's string.
-        ("student.learning_rate=0.00001", {"check_params", "train@student", "distill", "evaluate"}),
-        ("teacher.learning_rate=0.002", {"check_params", "train@teacher", "distill", "evaluate"}),
-        ("evaluate.ece_bins=10", {"check_params", "evaluate"}),
-        # On this CPU the default strategy is what auto picks: the retrained models come out bit for bit
-        # the same, so evaluate's inputs are unchanged and DVC rightly skips it.
-        ("train.strategy=default", {"check_params", "train@teacher", "train@student", "distill"}),
-        ("prepare.val_size=400", ALL_STAGES),
-    ],
-)
-def test_a_param_change_reruns_exactly_its_downstream(repo, reproduced, change, expected):
-    assert stages_run(repo.dvc("exp", "run", "-S", change)) == expected
-    # Back to the committed state for the next case: git for params, lock and metrics, DVC for the rest.
-    repo.run("git", "reset", "-q", "--hard")
-    repo.dvc("checkout", "--force")
 
 
 def test_forced_repro_leaves_dvc_lock_byte_identical(repo, reproduced):

@@ -60,23 +60,19 @@ def test_a_diverging_run_stops_with_one_line_and_records_nothing(repo, reproduce
     assert not list((repo.path / "metrics/curves").glob(".partial-*"))
 
 
-def test_failing_queued_cells_say_why_and_do_not_stop_the_others(repo, reproduced, restore):
+def test_a_failing_queued_cell_says_why_and_does_not_stop_the_others(repo, reproduced, restore):
     repo.dvc("exp", "run", "--queue", "-S", "distill.temperature=2,-1")
-    repo.dvc("exp", "run", "--queue", "-S", "student.learning_rate=1e20")
     repo.dvc("queue", "start", "--jobs", "2")
     deadline = time.monotonic() + 600
     while re.search(r"\b(Queued|Running)\b", status := repo.dvc("queue", "status")):
         assert time.monotonic() < deadline, status
         time.sleep(2)
     rows = dict(re.findall(r"^\S+\s+(\S+)\s+.*?\b(Success|Failed)\b", status, re.MULTILINE))
-    assert sorted(rows.values()) == ["Failed", "Failed", "Success"], status
+    assert sorted(rows.values()) == ["Failed", "Success"], status
 
-    logs = {name: repo.dvc("queue", "logs", name) for name in rows}
-    failed = [logs[name] for name, state in rows.items() if state == "Failed"]
-    assert any("error: params.yaml: distill.temperature = -1 is invalid: input should be greater than 0" in log
-               for log in failed), failed
-    assert any(re.search(r"error: train@student diverged: loss became nan at epoch 1, step \d+; "
-                         r"lower student.learning_rate \(now 1e\+20\)", log) for log in failed), failed
+    failed = next(name for name, state in rows.items() if state == "Failed")
+    assert "error: params.yaml: distill.temperature = -1 is invalid: input should be greater than 0" in repo.dvc(
+        "queue", "logs", failed)
     succeeded = next(name for name, state in rows.items() if state == "Success")
     shown = json.loads(repo.dvc("exp", "show", "--json"))
     experiments = [exp for commit in shown for exp in (commit.get("experiments") or [])]
