@@ -31,6 +31,9 @@ def main() -> None:
         summary = models.fit(
             distiller, recipe, config.train, train.images, targets["train"], val.images, targets["val"],
             stage="distill", recipe_name="student", curves_dir=models.curves_path("distilled"),
+            # The baseline's rule: cross-entropy against the labels on validation. The KD objective's
+            # scale changes with T and alpha, so selecting on it would make the two students incomparable.
+            monitor="val_hard_loss",
         )
 
     models.save_weights(student, models.weights_path("distilled"))

@@ -52,10 +52,13 @@ class TeacherLogitsDistiller(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         total, hard, soft = self.objective.terms(y["label"], y["teacher_logits"], y_pred)
         # Under tf.distribute, Keras losses come back divided by the replica count so that the
-        # replicas' gradients add up; the logged terms should read as whole-batch means.
+        # replicas' gradients add up; the logged terms should read as whole-batch means. Each batch
+        # counts by its size, as Keras counts `loss`, so that a short last batch does not weigh as
+        # much as a full one and alpha * hard + (1 - alpha) * soft adds up to the logged loss.
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        self.hard_loss_tracker.update_state(hard * replicas)
-        self.soft_loss_tracker.update_state(soft * replicas)
+        batch_size = tf.shape(y_pred)[0]
+        self.hard_loss_tracker.update_state(hard * replicas, sample_weight=batch_size)
+        self.soft_loss_tracker.update_state(soft * replicas, sample_weight=batch_size)
         return total
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):

@@ -114,9 +114,9 @@ class StopOnDivergence(keras.callbacks.Callback):
 
 def fit(
     model: keras.Model, recipe: Training, engine: Train, x_train, y_train, x_val, y_val, *, stage: str,
-    recipe_name: str, loss=None, curves_dir=None, callbacks=(),
+    recipe_name: str, loss=None, monitor: str = "val_loss", curves_dir=None, callbacks=(),
 ) -> dict:
-    """Trains with early stopping on validation loss and restores the best epoch's weights.
+    """Trains with early stopping on the validation metric `monitor` and restores the best epoch's weights.
 
     `engine` (params' train section) sets XLA and how many steps run per call into TensorFlow: 16 steps
     a call cut the per-step Python overhead that dominates a small MLP's epoch.
@@ -135,7 +135,7 @@ def fit(
         steps_per_execution=steps_per_execution(engine),
     )
     early_stopping = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=recipe.patience, restore_best_weights=True
+        monitor=monitor, mode="min", patience=recipe.patience, restore_best_weights=True
     )
     callbacks = [StopOnDivergence(stage, recipe_name, recipe.learning_rate), early_stopping, *callbacks]
     with outputs.replacing_dir(curves_dir) if curves_dir else contextlib.nullcontext() as staged_curves:

@@ -126,3 +126,23 @@ def test_extreme_temperatures_and_alphas_train_with_finite_losses(temperature, a
     assert any(not np.array_equal(a, b) for a, b in zip(before, student.get_weights()))
     if alpha == 1.0:  # labels only: the KD term, whatever T, adds nothing
         assert summary["loss"] == pytest.approx(summary["hard_loss"], rel=1e-6)
+
+
+def test_logged_terms_are_per_image_means_when_the_batch_size_does_not_divide_the_data():
+    """Keras weights `loss` by batch size; the two terms must be weighted alike to add up to it."""
+    models.make_deterministic(0, ENGINE)
+    student = models.build_mlp([8], "student")
+    objective = losses.DistillationLoss(temperature=2.0, alpha=0.25)
+    distiller = losses.TeacherLogitsDistiller(student, objective)
+    distiller.compile(optimizer="adam")
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (20, 28, 28), dtype=np.uint8)
+    targets = {"label": rng.integers(0, 10, 20), "teacher_logits": rng.normal(size=(20, 10)).astype(np.float32)}
+
+    logged = distiller.evaluate(images, targets, batch_size=16, return_dict=True, verbose=0)  # batches of 16 and 4
+
+    total, hard, soft = objective.terms(targets["label"], targets["teacher_logits"], student.predict(images, verbose=0))
+    assert logged["hard_loss"] == pytest.approx(float(hard), rel=1e-5)
+    assert logged["soft_loss"] == pytest.approx(float(soft), rel=1e-5)
+    assert logged["loss"] == pytest.approx(float(total), rel=1e-5)
+    assert logged["loss"] == pytest.approx(0.25 * logged["hard_loss"] + 0.75 * logged["soft_loss"], rel=1e-6)

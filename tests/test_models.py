@@ -206,3 +206,25 @@ def test_steps_per_execution_changes_speed_not_weights():
         weights.append(model.get_weights())
     for one_step, four_steps in zip(*weights):
         np.testing.assert_array_equal(one_step, four_steps)
+
+
+def test_early_stopping_fires_and_restores_the_best_epoch():
+    # Random labels hold nothing to learn: validation loss bottoms out early and then rises as the model memorises.
+    recipe = RECIPE.model_copy(update={"hidden_units": [64], "learning_rate": 0.02, "epochs": 30, "patience": 2})
+    rng = np.random.default_rng(5)
+    images = rng.integers(0, 256, (256, 28, 28), dtype=np.uint8)
+    x_val = rng.integers(0, 256, (128, 28, 28), dtype=np.uint8)
+    labels, y_val = rng.integers(0, 10, 256), rng.integers(0, 10, 128)
+    models.make_deterministic(0, ENGINE)
+    model = models.build_mlp(recipe.hidden_units, "toy")
+    history = keras.callbacks.History()
+
+    summary = models.fit(model, recipe, ENGINE, images, labels, x_val, y_val, stage="train@toy", recipe_name="toy",
+                         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), callbacks=[history])
+
+    val_losses = history.history["val_loss"]
+    assert summary["epochs_run"] == len(val_losses) < recipe.epochs  # it stopped early
+    assert summary["best_epoch"] == 1 + int(np.argmin(val_losses)) == summary["epochs_run"] - recipe.patience
+    restored = model.evaluate(x_val, y_val, verbose=0, return_dict=True)["loss"]
+    assert restored == pytest.approx(min(val_losses), rel=1e-5)
+    assert restored < val_losses[-1]  # the weights are the best epoch's, not the last one's
