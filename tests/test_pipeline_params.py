@@ -13,9 +13,6 @@ pytestmark = pytest.mark.e2e
         ("student.learning_rate=0.00001", {"check_params", "train@student", "distill", "evaluate"}),
         ("teacher.learning_rate=0.002", {"check_params", "train@teacher", "distill", "evaluate"}),
         ("evaluate.ece_bins=10", {"check_params", "evaluate"}),
-        # More steps per call train the same bits (test_models.py), so evaluate's inputs are unchanged and
-        # DVC rightly skips it; a train.strategy that resolves to the same strategy does the same.
-        ("train.steps_per_execution=4", {"check_params", "train@teacher", "train@student", "distill"}),
         ("prepare.val_size=400", ALL_STAGES),
     ],
 )
