@@ -23,7 +23,7 @@ import stages  # noqa: E402,F401  (first: it sets the environment TensorFlow rea
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bench import reference_distill  # noqa: E402
+from bench import reference_distill, timed  # noqa: E402
 from stages import data, losses, models, params  # noqa: E402
 
 IMPORTS_S = time.perf_counter() - IMPORTS_STARTED
@@ -56,14 +56,8 @@ def matmul_gflops(batch: int, inputs: int, units: int, repeats: int = 400) -> fl
         return total
 
     chain(a, b).numpy()  # compile
-    best = min(timed(lambda: chain(a, b).numpy()) for _ in range(5))
+    best = min(timed(lambda: chain(a, b).numpy())[0] for _ in range(5))
     return 2 * batch * inputs * units * repeats / best / 1e9
-
-
-def timed(action) -> float:
-    start = time.perf_counter()
-    action()
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -86,7 +80,7 @@ def main() -> None:
         return {"first_epoch_s": round(clock.seconds[0], 3), "epochs_s": [round(t, 3) for t in clock.seconds[1:]]}
 
     teacher = models.load_model("teacher", config.teacher.hidden_units, models.weights_path("teacher"))
-    logits_s = timed(lambda: models.predict_logits(teacher, train))
+    logits_s, _ = timed(lambda: models.predict_logits(teacher, train))
     targets = [{"label": split.labels, "teacher_logits": models.predict_logits(teacher, split)} for split in (train, val)]
 
     student = models.build_mlp(recipe.hidden_units, "student")

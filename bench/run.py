@@ -1,10 +1,11 @@
 """Measures what the pipeline costs, as ratios taken in one run on one machine.
 
-    python -m bench.run --mode full    # the numbers in the README (about 8 minutes on 2 cores)
-    python -m bench.run --mode fast    # a quick check on a subset (about 1 minute)
+    python -m bench.run --mode full    # the numbers in docs/performance.md (about 7 minutes on 2 cores)
+    python -m bench.run --mode fast    # a quick check on a subset (about 2 minutes)
 
 It copies the project into a temporary git repo, runs the real `dvc` there, and then times
-training epochs in-process on the data and teacher that run produced. Results go to
+training epochs on the data and teacher that run produced, the old and new engines alternating in
+processes of their own (bench/epochs.py). Results go to
 bench/results/<mode>.json and bench/results/<mode>.md; the table is also printed.
 """
 
@@ -16,11 +17,11 @@ import re
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
 
+from bench import timed
 from stages import outputs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +29,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from dvc_repo import Repo  # noqa: E402  (the same throwaway-repo helper the end-to-end tests use)
 
 MODES = {
-    # prepare/teacher/student overrides for the pipeline run, and epochs timed per model in-process
+    # prepare/teacher/student overrides for the pipeline run, and epochs per timing process
     "fast": ({"prepare": {"subset": 6000, "val_size": 1000}, "teacher": {"epochs": 2}, "student": {"epochs": 2}}, 4),
     "full": ({}, 8),
 }
@@ -40,12 +41,6 @@ TARGETS = {
     "noop_repro_s": ("<=", 2.0),
     "max_stage_peak_rss_mib": ("<=", 1144),  # 1.2 GB
 }
-
-
-def timed(action):
-    start = time.perf_counter()
-    result = action()
-    return time.perf_counter() - start, result
 
 
 def stage_resources(dvc_output: str) -> dict[str, dict]:

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from ruamel.yaml import YAML, YAMLError
 
 from stages.cli import UserError
 from stages.data import EXPECTED_COUNTS, NUM_CLASSES
@@ -53,7 +54,7 @@ class Training(Section):
 
 
 class Train(Section):
-    """How training runs; on one machine, jit_compile and steps_per_execution change speed, not results."""
+    """How training runs. steps_per_execution changes speed only; XLA (jit_compile) rounds differently."""
 
     strategy: Literal["auto", "default", "mirrored"]
     jit_compile: Literal["auto", True, False]  # auto: XLA for MLPs; see models.use_xla
@@ -127,8 +128,6 @@ def parse_yaml(text: str):
     PyYAML follows YAML 1.1, where `1e-05` (as `dvc exp run -S` writes 0.00001) is a string and
     `yes` is a bool; the stages must see the values that DVC records for the experiment.
     """
-    from ruamel.yaml import YAML
-
     return YAML(typ="safe").load(text)
 
 
@@ -140,8 +139,6 @@ def _yaml_problem(error) -> str:
 
 
 def load(path: Path = PARAMS_FILE) -> Params:
-    from ruamel.yaml import YAMLError
-
     try:
         raw = parse_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -41,7 +41,7 @@ def repo(reproduced_template, tmp_path_factory) -> Repo:
 
 
 @pytest.fixture(scope="module")
-def reproduced(reproduced_template, repo) -> str:
+def reproduced(reproduced_template) -> str:
     """What the first `dvc repro` of the shared repository printed."""
     return reproduced_template[1]
 

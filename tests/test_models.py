@@ -47,13 +47,15 @@ def toy_data(seed, count=256):
     return images, labels
 
 
-def train_toy(seed):
-    models.make_deterministic(seed, ENGINE)
-    model = models.build_mlp(RECIPE.hidden_units, "toy")
-    x_train, y_train = toy_data(1)
-    x_val, y_val = toy_data(2, 64)
+def train_toy(seed=0, engine=ENGINE, curves_dir=None, **recipe_changes):
+    """A toy model trained by the pipeline's own loop: (model, summary)."""
+    recipe = RECIPE.model_copy(update=recipe_changes)
+    models.make_deterministic(seed, engine)
+    model = models.build_mlp(recipe.hidden_units, "toy")
+    (x_train, y_train), (x_val, y_val) = toy_data(1), toy_data(2, 64)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    return model, models.fit(model, RECIPE, ENGINE, x_train, y_train, x_val, y_val, stage="toy", recipe_name="toy", loss=loss)
+    return model, models.fit(model, recipe, engine, x_train, y_train, x_val, y_val, stage="train@toy",
+                             recipe_name="toy", loss=loss, curves_dir=curves_dir)
 
 
 def test_fit_reports_the_best_validation_epoch_and_restores_it():
@@ -117,20 +119,10 @@ def test_same_seed_same_initial_weights_whatever_the_name():
         np.testing.assert_array_equal(a, b)
 
 
-def train_toy_at(learning_rate, curves_dir=None, engine=ENGINE):
-    recipe = RECIPE.model_copy(update={"learning_rate": learning_rate, "epochs": 2})
-    models.make_deterministic(0, engine)
-    model = models.build_mlp(recipe.hidden_units, "toy")
-    (x_train, y_train), (x_val, y_val) = toy_data(1), toy_data(2, 64)
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    return models.fit(model, recipe, engine, x_train, y_train, x_val, y_val, stage="train@toy", recipe_name="toy",
-                      loss=loss, curves_dir=curves_dir)
-
-
 def test_a_loss_that_becomes_nan_stops_training_with_one_line_and_no_curves(tmp_path):
     # Adam's steps are about the learning rate in size: at 1e20 the second step's logits overflow to inf - inf.
     with pytest.raises(UserError) as raised:
-        train_toy_at(1e20, curves_dir=tmp_path / "curves" / "toy")
+        train_toy(learning_rate=1e20, epochs=2, curves_dir=tmp_path / "curves" / "toy")
     assert str(raised.value) == (
         "train@toy diverged: loss became nan at epoch 1, step 2; lower toy.learning_rate (now 1e+20)"
     )
@@ -139,11 +131,11 @@ def test_a_loss_that_becomes_nan_stops_training_with_one_line_and_no_curves(tmp_
 
 def test_with_several_steps_per_call_divergence_is_caught_at_the_end_of_the_call():
     with pytest.raises(UserError, match=r"^train@toy diverged: loss became nan at epoch 1, step 4; "):
-        train_toy_at(1e20, engine=ENGINE.model_copy(update={"steps_per_execution": 4}))
+        train_toy(learning_rate=1e20, epochs=2, engine=ENGINE.model_copy(update={"steps_per_execution": 4}))
 
 
 def test_a_huge_but_finite_loss_is_an_ordinary_bad_result(tmp_path):
-    summary = train_toy_at(1e6, curves_dir=tmp_path / "toy")
+    _, summary = train_toy(learning_rate=1e6, epochs=2, curves_dir=tmp_path / "toy")
     assert summary["loss"] > 1e3 and np.isfinite(summary["loss"]) and np.isfinite(summary["val_loss"])
     assert (tmp_path / "toy" / "plots" / "metrics" / "eval" / "loss.tsv").is_file()
     assert [p.name for p in tmp_path.iterdir()] == ["toy"]
@@ -190,22 +182,16 @@ def test_xla_training_gives_the_same_bits_in_every_process():
 def test_divergence_in_a_short_last_call_names_a_step_of_the_epoch():
     # 256 images in batches of 32 are 8 steps: a call of 16 steps ends at the epoch's 8th, not a 16th.
     with pytest.raises(UserError, match=r"^train@toy diverged: loss became nan at epoch 1, step 8; "):
-        train_toy_at(1e20, engine=ENGINE.model_copy(update={"steps_per_execution": 16}))
+        train_toy(learning_rate=1e20, epochs=2, engine=ENGINE.model_copy(update={"steps_per_execution": 16}))
 
 
 def test_steps_per_execution_changes_speed_not_weights():
-    weights = []
-    for steps in (1, 4):
-        engine = ENGINE.model_copy(update={"steps_per_execution": steps})
-        recipe = RECIPE.model_copy(update={"epochs": 2})
-        models.make_deterministic(0, engine)
-        model = models.build_mlp(recipe.hidden_units, "toy")
-        (x_train, y_train), (x_val, y_val) = toy_data(1), toy_data(2, 64)
-        models.fit(model, recipe, engine, x_train, y_train, x_val, y_val, stage="train@toy", recipe_name="toy",
-                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        weights.append(model.get_weights())
-    for one_step, four_steps in zip(*weights):
-        np.testing.assert_array_equal(one_step, four_steps)
+    one_step, four_steps = (
+        train_toy(epochs=2, engine=ENGINE.model_copy(update={"steps_per_execution": steps}))[0].get_weights()
+        for steps in (1, 4)
+    )
+    for a, b in zip(one_step, four_steps):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_early_stopping_fires_and_restores_the_best_epoch():

@@ -121,10 +121,13 @@ for model in ("teacher", "student"):
     }
 
 
+FLOAT_NAMES = ("temperature", "alpha", "learning_rate", "decay_alpha")
+
+
 def expected_value(key: str, text: str):
     if text.startswith("["):
         return [int(item) for item in text.strip("[]").split(",")]
-    if key.endswith((".temperature", ".alpha", ".learning_rate", ".decay_alpha")):
+    if key.rsplit(".", 1)[-1] in FLOAT_NAMES:
         return float(text)
     if key == "train.strategy":
         return text
@@ -181,8 +184,7 @@ def test_dvc_writes_small_learning_rates_in_exponent_form():
 
 # ------------------------------------------------------------------ invalid values: exit 2, one line
 
-FLOAT_KEYS = [key for key in VALID_TEXT if expected_value(key, "1") == 1.0 and key.rsplit(".", 1)[-1] in
-              ("temperature", "alpha", "learning_rate", "decay_alpha")]
+FLOAT_KEYS = [key for key in VALID_TEXT if key.rsplit(".", 1)[-1] in FLOAT_NAMES]
 INT_KEYS = [key for key in VALID_TEXT
             if key not in FLOAT_KEYS and key not in ("train.strategy", "train.jit_compile") and not key.endswith("hidden_units")]
 
@@ -210,13 +212,15 @@ def test_negative_integers_give_one_line(key, value):
 @SETTINGS
 @given(key=st.sampled_from(FLOAT_KEYS), value=finite_floats)
 def test_out_of_range_floats_give_one_line(key, value):
-    bounded = key.endswith("alpha")
-    if (0 <= value <= 1) if bounded else value > 0:
-        value = -abs(value) - 1  # move it out of range
+    if key.endswith("alpha"):  # alpha and decay_alpha: [0, 1]
+        if 0 <= value <= 1:
+            value = -value - 1
+        allowed = "greater than or equal to 0" if value < 0 else "less than or equal to 1"
+    else:  # temperature and learning rates: > 0
+        value = min(value, -value)
+        allowed = "greater than 0"
     with params_copy() as path:
         set_params(path, f"{key}={value!r}")
-        allowed = "greater than or equal to 0" if bounded and value < 0 else (
-            "less than or equal to 1" if bounded else "greater than 0")
         assert_one_error_line(path, f"params.yaml: {key} = ", f"is invalid: input should be {allowed}")
 
 

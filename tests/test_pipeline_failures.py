@@ -28,7 +28,7 @@ def test_a_bad_param_fails_before_any_output_is_touched(repo, reproduced):
     assert repo.dvc("status").strip() == "Data and pipelines are up to date."
 
 
-def test_exponent_form_written_by_hand_runs(repo, reproduced, restore):
+def test_exponent_form_written_by_hand_passes_the_check_and_reads_as_dvc_reads_it(repo, reproduced, restore):
     text = repo.read("params.yaml").decode()
     student = text.index("student:")
     edited = text[:student] + text[student:].replace("learning_rate: 0.001", "learning_rate: 3e-3", 1)
