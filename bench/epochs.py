@@ -71,7 +71,7 @@ def main() -> None:
     recipe = config.student.model_copy(update={"epochs": args.epochs, "patience": args.epochs})
     train, val = data.load_split("train"), data.load_split("val")
     label_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    models.make_deterministic(recipe.seed, engine)
+    models.make_deterministic(recipe, engine)
 
     def epochs_of(model, x, y, x_val, y_val, loss=None) -> dict:
         clock = EpochClock()
@@ -79,7 +79,7 @@ def main() -> None:
                    callbacks=[clock])
         return {"first_epoch_s": round(clock.seconds[0], 3), "epochs_s": [round(t, 3) for t in clock.seconds[1:]]}
 
-    teacher = models.load_model("teacher", config.teacher.hidden_units, models.weights_path("teacher"))
+    teacher = models.load_model("teacher", config.teacher, models.weights_path("teacher"))
     logits_s, _ = timed(lambda: models.predict_logits(teacher, train))
     targets = [{"label": split.labels, "teacher_logits": models.predict_logits(teacher, split)} for split in (train, val)]
 

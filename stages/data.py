@@ -222,6 +222,26 @@ def split_dataset(train: Split, test: Split, val_size: int, subset: int | None, 
     return {"train": train.take(np.flatnonzero(keep)), "val": train.take(val_indices), "test": test}
 
 
+def transfer_indices(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Sorted indices of the student's transfer set: `fraction` of each class, at least one image.
+
+    Each class is shuffled once by `seed`, and the set takes the front of each shuffled class, so for
+    one seed a smaller fraction is always inside a larger one: points on a data-efficiency curve
+    differ only in how many images they see.
+    """
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for label in range(NUM_CLASSES):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        if len(members):
+            chosen.append(members[: max(1, round(fraction * len(members)))])
+    return np.sort(np.concatenate(chosen))
+
+
+def transfer_set(train: Split, fraction: float, seed: int) -> Split:
+    return train if fraction == 1 else train.take(transfer_indices(train.labels, fraction, seed))
+
+
 # ---------------------------------------------------------------- prepared arrays on disk
 
 PREPARED_DIR = Path("data/prepared")

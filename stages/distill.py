@@ -10,15 +10,17 @@ from stages import cli, data, losses, models, outputs, params
 def main() -> None:
     config = params.load()
     recipe = config.student
-    train, val = data.load_split("train"), data.load_split("val")
+    # The baseline student's transfer set: the two students differ only in their loss.
+    train = data.transfer_set(data.load_split("train"), recipe.train_fraction, recipe.seed)
+    val = data.load_split("val")
 
     strategy = models.distribution_strategy(config.train.strategy)
     # Seeded and built first, as in train.py, so it starts from the baseline student's initial weights.
-    models.make_deterministic(recipe.seed, config.train)
+    models.make_deterministic(recipe, config.train)
     with strategy.scope():
-        student = models.build_mlp(recipe.hidden_units, "distilled")
+        student = models.build(recipe, "distilled")
 
-    teacher = models.load_model("teacher", config.teacher.hidden_units, models.weights_path("teacher"))
+    teacher = models.load_model("teacher", config.teacher, models.weights_path("teacher"))
     # Once per run: there is no augmentation, so the teacher's logits for an image never change.
     targets = {
         name: {"label": split.labels, "teacher_logits": models.predict_logits(teacher, split)}

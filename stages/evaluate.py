@@ -33,13 +33,9 @@ def csv_text(frame: pd.DataFrame) -> str:
 def main() -> None:
     config = params.load()
     test = data.load_split("test")
-    architectures = {
-        "teacher": config.teacher.hidden_units,
-        "student": config.student.hidden_units,
-        "distilled": config.student.hidden_units,
-    }
+    recipes = {"teacher": config.teacher, "student": config.student, "distilled": config.student}
 
-    trained = {name: models.load_model(name, units, models.weights_path(name)) for name, units in architectures.items()}
+    trained = {name: models.load_model(name, recipe, models.weights_path(name)) for name, recipe in recipes.items()}
     logits = {name: models.predict_logits(model, test) for name, model in trained.items()}
 
     report = {

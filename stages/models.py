@@ -12,7 +12,7 @@ from dvclive.keras import DVCLiveCallback
 from stages import outputs
 from stages.cli import UserError
 from stages.data import IMAGE_SHAPE, NUM_CLASSES, Split
-from stages.params import Train, Training
+from stages.params import Teacher, Train, Training
 
 
 def mirrored(strategy: str) -> bool:
@@ -20,11 +20,15 @@ def mirrored(strategy: str) -> bool:
     return strategy == "mirrored" or (strategy == "auto" and len(tf.config.list_logical_devices("GPU")) > 1)
 
 
-def use_xla(engine: Train) -> bool:
+def is_cnn(recipe: Training) -> bool:
+    return isinstance(recipe, Teacher) and recipe.arch == "cnn"
+
+
+def use_xla(engine: Train, recipe: Training) -> bool:
     """Whether training compiles with XLA. `auto` measures out as: yes for the pipeline's MLPs, whose
     CPU epochs it makes about 1.5 times faster with 16 steps a call (fused steps, no per-op dispatch);
-    never under MirroredStrategy, where XLA fails to reach the other replicas' variables (TensorFlow
-    2.21). A conv net must be measured first: a small one trained 5 times slower with XLA on CPU."""
+    no for the CNN teacher, which trained about 5 times slower with XLA on CPU; never under
+    MirroredStrategy, where XLA fails to reach the other replicas' variables (TensorFlow 2.21)."""
     if mirrored(engine.strategy):
         if engine.jit_compile is True:
             raise UserError(
@@ -32,7 +36,9 @@ def use_xla(engine: Train) -> bool:
                 f"(train.strategy = {engine.strategy}); set it to auto or false"
             )
         return False
-    return engine.jit_compile in ("auto", True)
+    if engine.jit_compile == "auto":
+        return not is_cnn(recipe)
+    return engine.jit_compile
 
 
 def steps_per_execution(engine: Train) -> int:
@@ -40,15 +46,15 @@ def steps_per_execution(engine: Train) -> int:
     return 1 if mirrored(engine.strategy) else engine.steps_per_execution
 
 
-def make_deterministic(seed: int, engine: Train) -> None:
+def make_deterministic(recipe: Training, engine: Train) -> None:
     """Seeds Python, NumPy and TensorFlow: same params, same bits.
 
     Without XLA it also pins TensorFlow's op determinism. Keras turns XLA off whenever op determinism
     is on, so with XLA seeding is all there is: XLA's CPU code is deterministic run to run, which the
     tests check byte for byte (same weights twice, and `dvc repro -f` leaving dvc.lock unchanged).
     """
-    keras.utils.set_random_seed(seed)
-    if not use_xla(engine):
+    keras.utils.set_random_seed(recipe.seed)
+    if not use_xla(engine, recipe):
         tf.config.experimental.enable_op_determinism()
 
 
@@ -70,10 +76,57 @@ def build_mlp(hidden_units: list[int], name: str) -> keras.Model:
     return keras.Model(images, logits, name=name)
 
 
-def make_optimizer(recipe: Training) -> keras.optimizers.Optimizer:
+def build_cnn(filters: list[int], dense_units: int, dropout: float, name: str) -> keras.Model:
+    """A small CNN on raw uint8 images that outputs logits: per block a 3x3 convolution, batch
+    normalisation, ReLU and 2x2 max-pooling, then dropout, one dense layer and dropout again."""
+    images = keras.Input(shape=IMAGE_SHAPE, dtype="uint8", name="image")
+    x = keras.layers.Rescaling(1 / 255, name="scale")(images)
+    x = keras.layers.Reshape((*IMAGE_SHAPE, 1), name="channels")(x)
+    for block, count in enumerate(filters, start=1):
+        # No bias: the batch normalisation that follows has its own shift.
+        x = keras.layers.Conv2D(count, 3, padding="same", use_bias=False, name=f"conv_{block}")(x)
+        x = keras.layers.BatchNormalization(name=f"norm_{block}")(x)
+        x = keras.layers.ReLU(name=f"relu_{block}")(x)
+        x = keras.layers.MaxPooling2D(name=f"pool_{block}")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dropout(dropout, name="dropout_1")(x)
+    x = keras.layers.Dense(dense_units, activation="relu", name="hidden_1")(x)
+    x = keras.layers.Dropout(dropout, name="dropout_2")(x)
+    logits = keras.layers.Dense(NUM_CLASSES, name="logits")(x)
+    return keras.Model(images, logits, name=name)
+
+
+def build(recipe: Training, name: str) -> keras.Model:
+    """The network a params section describes: the teacher's `arch`, an MLP for both students."""
+    if is_cnn(recipe):
+        return build_cnn(recipe.conv_filters, recipe.conv_dense_units, recipe.dropout, name)
+    return build_mlp(recipe.hidden_units, name)
+
+
+def describe(recipe: Training) -> str:
+    if is_cnn(recipe):
+        return f"cnn (conv_filters {recipe.conv_filters}, conv_dense_units {recipe.conv_dense_units})"
+    return f"mlp (hidden_units {recipe.hidden_units})"
+
+
+def steps_per_epoch(examples: int, recipe: Training) -> int:
+    """One pass over the data, or more steps when a pass is too short to reach `min_steps` in `epochs`."""
+    return max(math.ceil(examples / recipe.batch_size), math.ceil(recipe.min_steps / recipe.epochs))
+
+
+def repeat_to(arrays, count: int):
+    """`arrays` (an array or a dict of arrays, one row per example) cycled to `count` rows."""
+    rows = np.arange(count) % len(next(iter(arrays.values())) if isinstance(arrays, dict) else arrays)
+    if isinstance(arrays, dict):
+        return {name: values[rows] for name, values in arrays.items()}
+    return arrays[rows]
+
+
+def make_optimizer(recipe: Training, total_steps: int) -> keras.optimizers.Optimizer:
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=recipe.learning_rate,
-        decay_steps=recipe.decay_steps,
+        # Spanning the run by default: a schedule that bottoms out early wastes the last epochs.
+        decay_steps=recipe.decay_steps or total_steps,
         alpha=recipe.decay_alpha,
     )
     return keras.optimizers.Adam(learning_rate=schedule, amsgrad=True)
@@ -127,11 +180,16 @@ def fit(
     appears only when training ends well. `callbacks` are added (the benchmark times epochs with one).
     Returns a summary of the run for the stage's metrics file.
     """
+    examples, steps = len(x_train), steps_per_epoch(len(x_train), recipe)
+    if steps * recipe.batch_size > len(x_train):
+        # A small transfer set: each epoch cycles through it several times (Keras shuffles the
+        # copies together), so the run still takes `min_steps` optimizer steps.
+        x_train, y_train = repeat_to(x_train, steps * recipe.batch_size), repeat_to(y_train, steps * recipe.batch_size)
     model.compile(
-        optimizer=make_optimizer(recipe),
+        optimizer=make_optimizer(recipe, recipe.epochs * steps),
         loss=loss,
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=use_xla(engine),
+        jit_compile=use_xla(engine, recipe),
         steps_per_execution=steps_per_execution(engine),
     )
     early_stopping = keras.callbacks.EarlyStopping(
@@ -154,6 +212,8 @@ def fit(
         )
     best = early_stopping.best_epoch
     return {
+        "train_examples": examples,
+        "steps_per_epoch": steps,
         "epochs_run": len(history.epoch),
         "best_epoch": best + 1,
         **{name: round(float(values[best]), 6) for name, values in history.history.items()},
@@ -191,14 +251,14 @@ def save_weights(model: keras.Model, path: str) -> None:
         inference_copy.save_weights(str(partial))
 
 
-def load_model(model_name: str, hidden_units: list[int], weights_file: str) -> keras.Model:
-    model = build_mlp(hidden_units, model_name)
+def load_model(model_name: str, recipe: Training, weights_file: str) -> keras.Model:
+    model = build(recipe, model_name)
     try:
         model.load_weights(weights_file)
     except FileNotFoundError:
         raise UserError(f"{weights_file}: missing; run `dvc repro`") from None
     except (ValueError, OSError) as error:
         raise UserError(
-            f"{weights_file}: does not match the architecture {hidden_units} in params.yaml ({error}); run `dvc repro`"
+            f"{weights_file}: does not match the architecture {describe(recipe)} in params.yaml ({error}); run `dvc repro`"
         ) from None
     return model

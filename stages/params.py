@@ -17,6 +17,8 @@ NonNegativeInt = Annotated[int, Field(ge=0)]
 # .inf and .nan are valid YAML floats, never valid params.
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 UnitFloat = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+Fraction = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
+DropoutRate = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
 
 
 class Section(BaseModel):
@@ -46,11 +48,26 @@ class Training(Section):
     seed: NonNegativeInt  # weight initialisation and shuffling
     hidden_units: Annotated[list[PositiveInt], Field(min_length=1)]
     learning_rate: PositiveFloat
-    decay_steps: PositiveInt
+    decay_steps: PositiveInt | None  # None: the cosine spans the whole run
     decay_alpha: UnitFloat
     batch_size: PositiveInt
     epochs: PositiveInt
     patience: NonNegativeInt
+    min_steps: NonNegativeInt  # a small training set repeats within an epoch until the run has this many steps
+
+
+class Teacher(Training):
+    arch: Literal["mlp", "cnn"]  # mlp: the reference code's network, hidden_units wide
+    conv_filters: Annotated[list[PositiveInt], Field(min_length=1)]  # cnn: one block per entry
+    conv_dense_units: PositiveInt  # cnn: the dense layer after the conv blocks
+    dropout: DropoutRate  # cnn: before and after that dense layer
+
+
+class Student(Training):
+    # The transfer set: a stratified, seeded share of the training split that both students train
+    # on; the teacher always sees the whole split. Seeded by student.seed, and nested: for one seed
+    # a smaller share is a subset of a larger one.
+    train_fraction: Fraction
 
 
 class Train(Section):
@@ -74,8 +91,8 @@ class Params(Section):
     seed: NonNegativeInt  # the train/val split and the subsets; each model has its own seed
     prepare: Prepare
     train: Train
-    teacher: Training
-    student: Training
+    teacher: Teacher
+    student: Student
     distill: Distill
     evaluate: Evaluate
 

@@ -20,10 +20,12 @@ def main() -> None:
     config = params.load()
     recipe = getattr(config, model_name)
     train, val = data.load_split("train"), data.load_split("val")
+    if model_name == "student":
+        train = data.transfer_set(train, recipe.train_fraction, recipe.seed)
 
-    models.make_deterministic(recipe.seed, config.train)
+    models.make_deterministic(recipe, config.train)
     with models.distribution_strategy(config.train.strategy).scope():
-        model = models.build_mlp(recipe.hidden_units, model_name)
+        model = models.build(recipe, model_name)
         summary = models.fit(
             model, recipe, config.train, train.images, train.labels, val.images, val.labels,
             stage=f"train@{model_name}", recipe_name=model_name,

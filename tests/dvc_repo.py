@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -16,9 +17,10 @@ ALL_STAGES = {"check_params", "prepare", *TRAINING_STAGES}
 
 
 def project_files() -> list[str]:
-    """Tracked and new files as git sees them, minus pipeline outputs: the copy starts clean."""
+    """The files git tracks (as they are on disk), minus pipeline outputs: what a clone or a queued
+    experiment sees, so a module that git does not track fails here as it would there."""
     listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        ["git", "ls-files", "--cached"],
         cwd=ROOT, check=True, capture_output=True, text=True,
     ).stdout.splitlines()
     return [name for name in listed if name.split("/")[0] not in OUTPUTS and (ROOT / name).is_file()]
@@ -84,6 +86,15 @@ class Repo:
     def read(self, name: str) -> bytes:
         return (self.path / name).read_bytes()
 
+    def run_queue(self, jobs: int = 2, timeout_s: float = 600) -> dict[str, str]:
+        """Starts the queued experiments and waits for them: {experiment name: Success or Failed}."""
+        self.dvc("queue", "start", "--jobs", str(jobs))
+        deadline = time.monotonic() + timeout_s
+        while re.search(r"\b(Queued|Running)\b", status := self.dvc("queue", "status")):
+            assert time.monotonic() < deadline, status
+            time.sleep(2)
+        return dict(re.findall(r"^\S+\s+(\S+)\s+.*?\b(Success|Failed)\b", status, re.MULTILINE))
+
     def lock_entries(self, *leave_out: str) -> dict:
         """dvc.lock's stage entries, less the stages named."""
         stages = yaml.safe_load(self.read("dvc.lock"))["stages"]
@@ -94,6 +105,6 @@ class Repo:
 # Without XLA: compiling costs each of these 6-step training processes about 2 s, more than it saves.
 # XLA's own determinism is tested in test_models.py, within and across processes.
 SMALL = {
-    "prepare": {"subset": 2000, "val_size": 500}, "teacher": {"epochs": 1}, "student": {"epochs": 1},
+    "prepare": {"subset": 2000, "val_size": 500}, "teacher": {"epochs": 1}, "student": {"epochs": 1, "min_steps": 20},
     "train": {"jit_compile": False},
 }

@@ -153,6 +153,29 @@ def test_subset_keeps_stratified_train_and_proportional_test():
     assert np.bincount(splits["test"].labels).tolist() == [5] * 10  # 100 * 300 / 600
 
 
+def test_transfer_set_is_stratified_seeded_and_nested():
+    # Unequal classes (100, 200, ..., 1000 images), shuffled, so proportional means per class.
+    labels = np.random.default_rng(0).permutation(np.repeat(np.arange(10), np.arange(1, 11) * 100))
+    sets = {fraction: data.transfer_indices(labels, fraction, seed=7) for fraction in (0.01, 0.03, 0.1, 0.3)}
+
+    for fraction, indices in sets.items():
+        counts = np.bincount(labels[indices], minlength=10)
+        # round(fraction * class size), never below one image
+        assert counts.tolist() == [max(1, round(fraction * size)) for size in range(100, 1001, 100)]
+        assert np.array_equal(indices, np.unique(indices))  # sorted, no repeats
+    fractions = sorted(sets)
+    for smaller, larger in zip(fractions, fractions[1:]):
+        assert set(sets[smaller]) < set(sets[larger])  # the 1% set lies inside the 3% set, and so on
+    assert np.array_equal(data.transfer_indices(labels, 0.1, seed=7), sets[0.1])
+    assert not np.array_equal(data.transfer_indices(labels, 0.1, seed=8), sets[0.1])
+
+
+def test_the_whole_transfer_set_is_the_training_split_itself():
+    train = data.Split(np.zeros((30, 28, 28), np.uint8), np.arange(30, dtype=np.uint8) % 10)
+    assert data.transfer_set(train, 1.0, seed=3) is train
+    assert len(data.transfer_set(train, 0.5, seed=3)) == 20  # 3 per class: round(1.5) = 2
+
+
 def test_prepared_arrays_round_trip_byte_identically(tmp_path):
     train, test = toy_splits()
     splits = data.split_dataset(train, test, val_size=100, subset=None, seed=0)

@@ -10,6 +10,8 @@ STUDENT = np.array([[2.0, 1.0, 0.0], [0.5, -1.0, 3.0]], dtype=np.float32)
 TEACHER = np.array([[3.0, 0.0, -1.0], [0.0, 0.0, 2.0]], dtype=np.float32)
 LABELS = np.array([0, 2])
 ENGINE = params.Train(strategy="default", jit_compile="auto", steps_per_execution=4)
+RECIPE = params.Training(seed=0, hidden_units=[8], learning_rate=0.01, decay_steps=20, decay_alpha=0.1,
+                         batch_size=32, epochs=2, patience=2, min_steps=0)
 
 
 def softmax(logits, temperature=1.0):
@@ -87,8 +89,8 @@ def test_t_squared_keeps_soft_gradients_at_scale():
 
 
 def test_distiller_trains_on_given_logits_and_logs_both_terms():
-    models.make_deterministic(0, ENGINE)
-    student = models.build_mlp([8], "student")
+    models.make_deterministic(RECIPE, ENGINE)
+    student = models.build(RECIPE, "student")
     objective = losses.DistillationLoss(temperature=2.0, alpha=0.25)
     distiller = losses.TeacherLogitsDistiller(student, objective)
     distiller.compile(optimizer="adam", metrics=["accuracy"])
@@ -110,13 +112,12 @@ def test_distiller_trains_on_given_logits_and_logs_both_terms():
 @pytest.mark.parametrize("alpha", [0.0, 1.0])
 def test_extreme_temperatures_and_alphas_train_with_finite_losses(temperature, alpha):
     """The schema allows any T > 0 and alpha in [0, 1]; the ends of that range must still train."""
-    recipe = params.Training(seed=0, hidden_units=[8], learning_rate=0.01, decay_steps=20, decay_alpha=0.1,
-                             batch_size=32, epochs=2, patience=2)
+    recipe = RECIPE
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (96, 28, 28), dtype=np.uint8)
     targets = {"label": rng.integers(0, 10, 96), "teacher_logits": 5 * rng.normal(size=(96, 10)).astype(np.float32)}
-    models.make_deterministic(0, ENGINE)
-    student = models.build_mlp(recipe.hidden_units, "distilled")
+    models.make_deterministic(recipe, ENGINE)
+    student = models.build(recipe, "distilled")
     before = [w.copy() for w in student.get_weights()]
     distiller = losses.TeacherLogitsDistiller(student, losses.DistillationLoss(temperature, alpha))
 
@@ -130,8 +131,8 @@ def test_extreme_temperatures_and_alphas_train_with_finite_losses(temperature, a
 
 def test_logged_terms_are_per_image_means_when_the_batch_size_does_not_divide_the_data():
     """Keras weights `loss` by batch size; the two terms must be weighted alike to add up to it."""
-    models.make_deterministic(0, ENGINE)
-    student = models.build_mlp([8], "student")
+    models.make_deterministic(RECIPE, ENGINE)
+    student = models.build(RECIPE, "student")
     objective = losses.DistillationLoss(temperature=2.0, alpha=0.25)
     distiller = losses.TeacherLogitsDistiller(student, objective)
     distiller.compile(optimizer="adam")

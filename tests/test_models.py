@@ -15,7 +15,8 @@ from stages.cli import UserError
 ROOT = Path(__file__).resolve().parents[1]
 
 RECIPE = params.Training(
-    seed=0, hidden_units=[16], learning_rate=0.01, decay_steps=100, decay_alpha=0.1, batch_size=32, epochs=6, patience=1
+    seed=0, hidden_units=[16], learning_rate=0.01, decay_steps=100, decay_alpha=0.1, batch_size=32, epochs=6, patience=1,
+    min_steps=0,
 )
 ENGINE = params.Train(strategy="default", jit_compile="auto", steps_per_execution=1)
 
@@ -39,6 +40,57 @@ def test_mlp_shapes_and_parameter_counts(hidden_units, expected_params):
     assert model.layers[-1].activation.__name__ == "linear"  # logits out; losses use from_logits=True
 
 
+TEACHER = params.Teacher(
+    **RECIPE.model_dump(), arch="cnn", conv_filters=[32, 64], conv_dense_units=256, dropout=0.3
+)
+
+
+def test_cnn_shapes_parameter_count_and_engine():
+    model = models.build(TEACHER, "teacher")
+    # conv 3*3*1*32 (no bias) + batch norm 4*32 + conv 3*3*32*64 + 4*64
+    # + dense (7*7*64)*256+256 after two 2x2 poolings + logits 256*10+10
+    assert model.count_params() == 288 + 128 + 18_432 + 256 + 803_072 + 2_570
+    assert model.output.shape == (None, 10) and model.layers[-1].activation.__name__ == "linear"
+    auto = params.Train(strategy="default", jit_compile="auto", steps_per_execution=16)
+    assert not models.use_xla(auto, TEACHER)  # measured 5x slower with XLA on CPU
+    assert models.use_xla(auto, TEACHER.model_copy(update={"arch": "mlp"}))
+    assert models.describe(TEACHER) == "cnn (conv_filters [32, 64], conv_dense_units 256)"
+
+
+@pytest.mark.parametrize("examples, batch_size, epochs, min_steps, expected", [
+    (55_000, 256, 30, 3000, 215),  # a full pass already has enough steps
+    (550, 256, 30, 3000, 100),     # 1%: 3 steps a pass, so each epoch cycles through 100 steps
+    (550, 256, 30, 0, 3),
+    (10, 4, 7, 50, 8),             # ceil(50 / 7)
+])
+def test_steps_per_epoch(examples, batch_size, epochs, min_steps, expected):
+    recipe = RECIPE.model_copy(update={"batch_size": batch_size, "epochs": epochs, "min_steps": min_steps})
+    assert models.steps_per_epoch(examples, recipe) == expected
+
+
+def test_repeat_cycles_arrays_and_target_dicts_row_by_row():
+    images = np.arange(3)
+    assert models.repeat_to(images, 7).tolist() == [0, 1, 2, 0, 1, 2, 0]
+    targets = models.repeat_to({"label": np.arange(3), "teacher_logits": np.eye(3)}, 4)
+    assert targets["label"].tolist() == [0, 1, 2, 0]
+    assert targets["teacher_logits"].tolist() == np.eye(3)[[0, 1, 2, 0]].tolist()
+
+
+def test_small_sets_train_min_steps_and_the_schedule_spans_the_run():
+    # 40 images in batches of 32 are 2 steps a pass; min_steps 30 over 3 epochs makes 10 steps an epoch.
+    recipe = RECIPE.model_copy(update={"epochs": 3, "patience": 3, "min_steps": 30, "decay_steps": None})
+    models.make_deterministic(recipe, ENGINE)
+    model = models.build(recipe, "toy")
+    (images, labels), (x_val, y_val) = toy_data(1, 40), toy_data(2, 16)
+    summary = models.fit(model, recipe, ENGINE, images, labels, x_val, y_val, stage="train@toy", recipe_name="toy",
+                         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    assert (summary["train_examples"], summary["steps_per_epoch"], summary["epochs_run"]) == (40, 10, 3)
+    assert int(model.optimizer.iterations) == 30
+    schedule = model.optimizer.learning_rate if callable(model.optimizer.learning_rate) else model.optimizer._learning_rate
+    assert schedule.decay_steps == 30  # the cosine ends where the run ends
+    assert float(schedule(30)) == pytest.approx(recipe.learning_rate * recipe.decay_alpha)
+
+
 def toy_data(seed, count=256):
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 10, count)
@@ -49,9 +101,9 @@ def toy_data(seed, count=256):
 
 def train_toy(seed=0, engine=ENGINE, curves_dir=None, **recipe_changes):
     """A toy model trained by the pipeline's own loop: (model, summary)."""
-    recipe = RECIPE.model_copy(update=recipe_changes)
-    models.make_deterministic(seed, engine)
-    model = models.build_mlp(recipe.hidden_units, "toy")
+    recipe = RECIPE.model_copy(update={"seed": seed, **recipe_changes})
+    models.make_deterministic(recipe, engine)
+    model = models.build(recipe, "toy")
     (x_train, y_train), (x_val, y_val) = toy_data(1), toy_data(2, 64)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     return model, models.fit(model, recipe, engine, x_train, y_train, x_val, y_val, stage="train@toy",
@@ -84,7 +136,7 @@ def test_saved_weights_hold_layers_only_and_reload(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["toy.weights.h5"]  # no partial file left
     with h5py.File(path) as saved:
         assert "optimizer" not in saved  # no training state: nothing downstream reads it
-    reloaded = models.load_model("toy", RECIPE.hidden_units, path)
+    reloaded = models.load_model("toy", RECIPE, path)
     for saved_weights, trained_weights in zip(reloaded.get_weights(), model.get_weights()):
         np.testing.assert_array_equal(saved_weights, trained_weights)
     # The trained model predicts through XLA, the reloaded one without: the same logits to rounding.
@@ -96,10 +148,10 @@ def test_loading_into_another_architecture_is_a_clear_error(tmp_path):
     model, _ = train_toy(seed=0)
     path = str(tmp_path / "toy.weights.h5")
     models.save_weights(model, path)
-    with pytest.raises(UserError, match=r"toy.weights.h5: does not match the architecture \[32\]"):
-        models.load_model("toy", [32], path)
+    with pytest.raises(UserError, match=r"toy.weights.h5: does not match the architecture mlp \(hidden_units \[32\]\)"):
+        models.load_model("toy", RECIPE.model_copy(update={"hidden_units": [32]}), path)
     with pytest.raises(UserError, match=r"missing.weights.h5: missing; run `dvc repro`"):
-        models.load_model("toy", [16], str(tmp_path / "missing.weights.h5"))
+        models.load_model("toy", RECIPE, str(tmp_path / "missing.weights.h5"))
 
 
 def test_saving_clears_side_files_left_by_a_killed_run(tmp_path):
@@ -111,10 +163,11 @@ def test_saving_clears_side_files_left_by_a_killed_run(tmp_path):
 
 def test_same_seed_same_initial_weights_whatever_the_name():
     # distill.py relies on this: the distilled student starts where the baseline student started.
-    models.make_deterministic(42, ENGINE)
-    baseline = models.build_mlp([32], "student").get_weights()
-    models.make_deterministic(42, ENGINE)
-    distilled = models.build_mlp([32], "distilled").get_weights()
+    recipe = RECIPE.model_copy(update={"seed": 42, "hidden_units": [32]})
+    models.make_deterministic(recipe, ENGINE)
+    baseline = models.build(recipe, "student").get_weights()
+    models.make_deterministic(recipe, ENGINE)
+    distilled = models.build(recipe, "distilled").get_weights()
     for a, b in zip(baseline, distilled):
         np.testing.assert_array_equal(a, b)
 
@@ -156,12 +209,12 @@ import hashlib, sys
 import keras, numpy as np
 from stages import models, params
 recipe = params.Training(seed=3, hidden_units=[32], learning_rate=0.01, decay_steps=50, decay_alpha=0.1,
-                         batch_size=32, epochs=2, patience=2)
+                         batch_size=32, epochs=2, patience=2, min_steps=0)
 engine = params.Train(strategy="default", jit_compile="auto", steps_per_execution=4)
 rng = np.random.default_rng(0)
 images, labels = rng.integers(0, 256, (320, 28, 28), dtype=np.uint8), rng.integers(0, 10, 320)
-models.make_deterministic(recipe.seed, engine)
-model = models.build_mlp(recipe.hidden_units, "student")
+models.make_deterministic(recipe, engine)
+model = models.build(recipe, "student")
 models.fit(model, recipe, engine, images, labels, images, labels, stage="train@student", recipe_name="student",
            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
 assert model.jit_compile is True
@@ -169,11 +222,32 @@ print(hashlib.sha256(b"".join(w.tobytes() for w in model.get_weights())).hexdige
 """
 
 
-def test_xla_training_gives_the_same_bits_in_every_process():
-    """What `dvc repro -f` relies on with XLA on: two fresh processes, the same weights to the bit."""
+TRAIN_CNN = r"""
+import hashlib
+import keras, numpy as np
+from stages import models, params
+teacher = params.Teacher(seed=5, hidden_units=[8], learning_rate=0.01, decay_steps=None, decay_alpha=0.1, batch_size=16,
+                         epochs=2, patience=2, min_steps=0, arch="cnn", conv_filters=[4, 8], conv_dense_units=16, dropout=0.3)
+engine = params.Train(strategy="default", jit_compile="auto", steps_per_execution=4)
+rng = np.random.default_rng(0)
+images, labels = rng.integers(0, 256, (96, 28, 28), dtype=np.uint8), rng.integers(0, 10, 96)
+models.make_deterministic(teacher, engine)
+model = models.build(teacher, "teacher")
+before = model.get_weights()
+models.fit(model, teacher, engine, images, labels, images, labels, stage="train@teacher", recipe_name="teacher",
+           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+assert model.jit_compile is False
+assert all(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()) if a.ndim > 1)
+print(hashlib.sha256(b"".join(w.tobytes() for w in model.get_weights())).hexdigest())
+"""
+
+
+@pytest.mark.parametrize("script", [TRAIN_WITH_XLA, TRAIN_CNN], ids=["mlp-with-xla", "cnn"])
+def test_training_gives_the_same_bits_in_every_process(script):
+    """What `dvc repro -f` relies on, for the MLP with XLA and the CNN without: two fresh processes, the same bits."""
     digests = set()
     for _ in range(2):
-        result = subprocess.run([sys.executable, "-c", TRAIN_WITH_XLA], cwd=ROOT, capture_output=True, text=True)
+        result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr[-2000:]
         digests.add(result.stdout.strip().splitlines()[-1])
     assert len(digests) == 1
@@ -201,8 +275,8 @@ def test_early_stopping_fires_and_restores_the_best_epoch():
     images = rng.integers(0, 256, (256, 28, 28), dtype=np.uint8)
     x_val = rng.integers(0, 256, (128, 28, 28), dtype=np.uint8)
     labels, y_val = rng.integers(0, 10, 256), rng.integers(0, 10, 128)
-    models.make_deterministic(0, ENGINE)
-    model = models.build_mlp(recipe.hidden_units, "toy")
+    models.make_deterministic(recipe, ENGINE)
+    model = models.build(recipe, "toy")
     history = keras.callbacks.History()
 
     summary = models.fit(model, recipe, ENGINE, images, labels, x_val, y_val, stage="train@toy", recipe_name="toy",

@@ -74,6 +74,8 @@ def lookup(loaded: params.Params, key: str):
 finite_floats = st.floats(allow_nan=False, allow_infinity=False)
 positive_floats = finite_floats.filter(lambda value: value > 0)
 unit_floats = st.floats(min_value=0, max_value=1)
+fractions = st.floats(min_value=0, max_value=1, exclude_min=True)
+dropout_rates = st.floats(min_value=0, max_value=1, exclude_max=True)
 
 
 def float_forms(value: float) -> list[str]:
@@ -113,15 +115,24 @@ for model in ("teacher", "student"):
         f"{model}.seed": written_ints(st.integers(min_value=0, max_value=2**31)),
         f"{model}.hidden_units": written_lists(st.integers(min_value=1, max_value=4096)),
         f"{model}.learning_rate": written_floats(positive_floats),
-        f"{model}.decay_steps": written_ints(st.integers(min_value=1, max_value=10**7)),
+        f"{model}.decay_steps": written_ints(st.integers(min_value=1, max_value=10**7)) | st.just("null"),
         f"{model}.decay_alpha": written_floats(unit_floats),
         f"{model}.batch_size": written_ints(st.integers(min_value=1, max_value=65_536)),
         f"{model}.epochs": written_ints(st.integers(min_value=1, max_value=10_000)),
         f"{model}.patience": written_ints(st.integers(min_value=0, max_value=10_000)),
+        f"{model}.min_steps": written_ints(st.integers(min_value=0, max_value=10**7)),
     }
+VALID_TEXT |= {
+    "teacher.arch": st.sampled_from(["mlp", "cnn"]),
+    "teacher.conv_filters": written_lists(st.integers(min_value=1, max_value=512)),
+    "teacher.conv_dense_units": written_ints(st.integers(min_value=1, max_value=4096)),
+    "teacher.dropout": written_floats(dropout_rates),
+    "student.train_fraction": written_floats(fractions),
+}
 
 
-FLOAT_NAMES = ("temperature", "alpha", "learning_rate", "decay_alpha")
+FLOAT_NAMES = ("temperature", "alpha", "learning_rate", "decay_alpha", "dropout", "train_fraction")
+TEXT_KEYS = ("train.strategy", "train.jit_compile", "teacher.arch")
 
 
 def expected_value(key: str, text: str):
@@ -129,7 +140,9 @@ def expected_value(key: str, text: str):
         return [int(item) for item in text.strip("[]").split(",")]
     if key.rsplit(".", 1)[-1] in FLOAT_NAMES:
         return float(text)
-    if key == "train.strategy":
+    if text == "null":
+        return None
+    if key in ("train.strategy", "teacher.arch"):
         return text
     if key == "train.jit_compile":
         return text if text == "auto" else text.lower() == "true"
@@ -186,7 +199,7 @@ def test_dvc_writes_small_learning_rates_in_exponent_form():
 
 FLOAT_KEYS = [key for key in VALID_TEXT if key.rsplit(".", 1)[-1] in FLOAT_NAMES]
 INT_KEYS = [key for key in VALID_TEXT
-            if key not in FLOAT_KEYS and key not in ("train.strategy", "train.jit_compile") and not key.endswith("hidden_units")]
+            if key not in FLOAT_KEYS and key not in TEXT_KEYS and not key.endswith(("hidden_units", "conv_filters"))]
 
 wrong_type_text = st.sampled_from([
     "'0.1'", "'5'", "true", "false", "[1,2]", "{a: 1}", "abc", "null", "inf", "nan", "-inf",
@@ -196,6 +209,8 @@ wrong_type_text = st.sampled_from([
 @SETTINGS
 @given(key=st.sampled_from(FLOAT_KEYS + INT_KEYS), text=wrong_type_text)
 def test_wrong_types_give_one_line(key, text):
+    if text == "null" and key.endswith("decay_steps"):
+        return  # null is decay_steps' "span the run"
     with params_copy() as path:
         set_params(path, f"{key}={text}")
         assert_one_error_line(path, f"params.yaml: {key}")
@@ -216,6 +231,14 @@ def test_out_of_range_floats_give_one_line(key, value):
         if 0 <= value <= 1:
             value = -value - 1
         allowed = "greater than or equal to 0" if value < 0 else "less than or equal to 1"
+    elif key.endswith("dropout"):  # [0, 1)
+        if 0 <= value < 1:
+            value = -value - 1
+        allowed = "greater than or equal to 0" if value < 0 else "less than 1"
+    elif key.endswith("train_fraction"):  # (0, 1]
+        if 0 < value <= 1:
+            value = -value
+        allowed = "greater than 0" if value <= 0 else "less than or equal to 1"
     else:  # temperature and learning rates: > 0
         value = min(value, -value)
         allowed = "greater than 0"

@@ -24,7 +24,7 @@ import keras
 from stages import losses, models, params
 
 recipe = params.Training(seed=0, hidden_units=[16], learning_rate=0.01, decay_steps=100, decay_alpha=0.1,
-                         batch_size=64, epochs=2, patience=2)
+                         batch_size=64, epochs=2, patience=2, min_steps=0)
 rng = np.random.default_rng(0)
 images = rng.integers(0, 256, (512, 28, 28), dtype=np.uint8)
 labels = rng.integers(0, 10, 512)
@@ -33,14 +33,14 @@ targets = {"label": labels, "teacher_logits": teacher_logits}
 
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 engine = params.Train(strategy="mirrored", jit_compile="auto", steps_per_execution=2)
-models.make_deterministic(0, engine)
+models.make_deterministic(recipe, engine)
 with strategy.scope():
-    student = models.build_mlp(recipe.hidden_units, "student")
+    student = models.build(recipe, "student")
     before = [w.copy() for w in student.get_weights()]
     student_summary = models.fit(student, recipe, engine, images, labels, images, labels, stage="student", recipe_name="student",
                                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     objective = losses.DistillationLoss(temperature=2.0, alpha=0.25)
-    distilled = models.build_mlp(recipe.hidden_units, "distilled")
+    distilled = models.build(recipe, "distilled")
     distiller = losses.TeacherLogitsDistiller(distilled, objective)
     distill_summary = models.fit(distiller, recipe, engine, images, targets, images, targets, stage="distill",
                                  recipe_name="student")
@@ -49,7 +49,7 @@ with strategy.scope():
 total, hard, soft = objective.terms(labels, teacher_logits, distilled.predict(images, verbose=0))
 print(json.dumps({
     "replicas": strategy.num_replicas_in_sync,
-    "xla_and_steps_per_call": [models.use_xla(engine), models.steps_per_execution(engine), student.jit_compile],
+    "xla_and_steps_per_call": [models.use_xla(engine, recipe), models.steps_per_execution(engine), student.jit_compile],
     "weights_changed": any(not np.array_equal(a, b) for a, b in zip(before, student.get_weights())),
     "student": student_summary,
     "distill": distill_summary,
@@ -92,7 +92,8 @@ def test_mirrored_with_xla_forced_on_is_one_clear_line():
     from stages.cli import UserError
 
     engine = params.Train(strategy="mirrored", jit_compile=True, steps_per_execution=16)
+    recipe = params.load().student
     with pytest.raises(UserError) as raised:
-        models.use_xla(engine)
+        models.use_xla(engine, recipe)
     assert str(raised.value) == ("params.yaml: train.jit_compile = true does not work with MirroredStrategy "
                                  "(train.strategy = mirrored); set it to auto or false")

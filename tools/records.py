@@ -1,0 +1,141 @@
+"""The sweep's per-run records, reports/runs.csv: one row per finished experiment.
+
+Experiment refs do not travel with a clone, so this committed file is what `make report` reads.
+Each row holds every param of the run (flattened: `params.student.seed`), the validation metrics the
+selection uses and the test metrics the verdict uses. Library code: the entry scripts are
+tools/collect.py, tools/sweep.py and tools/report.py.
+"""
+
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from stages import outputs, params
+from stages.cli import UserError
+
+RUNS_FILE = Path("reports/runs.csv")
+MODELS = ("teacher", "student", "distilled")
+# What a sweep varies; every other param is the recipe, which must match within a comparison.
+ARCH, FRACTION, SEED, TEMPERATURE, ALPHA = (
+    "params.teacher.arch", "params.student.train_fraction", "params.student.seed",
+    "params.distill.temperature", "params.distill.alpha",
+)
+# The validation metric that selects T and alpha, and its tie-break (lower is better).
+SELECT_ON, TIE_BREAK = "val.distilled.accuracy", "val.distilled.hard_loss"
+STUDENTS_JSON = {"student": "val_loss", "distilled": "val_hard_loss"}  # cross-entropy on labels, both
+
+
+def flatten(tree: dict, prefix: str) -> dict:
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}.{key}"
+        if isinstance(value, dict):
+            flat |= flatten(value, name)
+        else:
+            # Lists as JSON text, so a CSV cell holds them and pandas compares them as plain values.
+            flat[name] = json.dumps(value) if isinstance(value, list) else value
+    return flat
+
+
+def record(name: str, commit: str, data: dict) -> dict | None:
+    """One row from an experiment's `dvc exp show --json` data; None for a failed, unfinished or older run."""
+    try:
+        raw = data["params"]["params.yaml"]["data"]
+        metrics = {path: entry["data"] for path, entry in data["metrics"].items()}
+        training = {model: metrics[f"metrics/training/{model}.json"] for model in STUDENTS_JSON}
+        test = metrics["metrics/evaluate.json"]
+        params.validate(raw)  # runs from before today's schema are not comparable
+    except (KeyError, TypeError, UserError):
+        return None
+    row = {"experiment": name, "commit": commit, **flatten(raw, "params")}
+    for model, loss_key in STUDENTS_JSON.items():
+        loss_name = "hard_loss" if model == "distilled" else "loss"
+        row |= {
+            f"val.{model}.accuracy": training[model]["val_accuracy"],
+            f"val.{model}.{loss_name}": training[model][loss_key],
+            f"val.{model}.best_epoch": training[model]["best_epoch"],
+        }
+    for model in MODELS:
+        row |= {f"test.{model}.{metric}": value for metric, value in test[model].items()}
+    return row
+
+
+def from_exp_show(exp_show: list) -> list[dict]:
+    """Every finished experiment in `dvc exp show --json` output, and every commit's workspace run."""
+    rows = []
+    for commit in exp_show:
+        if commit["rev"] == "workspace":
+            continue  # a copy of HEAD or of the last experiment applied
+        for experiment in commit.get("experiments") or []:
+            for revision in experiment.get("revs") or []:
+                name = revision.get("name") or experiment.get("name") or revision["rev"][:7]
+                rows.append(record(name, commit["rev"], revision.get("data") or {}))
+        rows.append(record(commit.get("name") or commit["rev"][:7], commit["rev"], commit.get("data") or {}))
+    return [row for row in rows if row]
+
+
+def param_columns(frame: pd.DataFrame) -> list[str]:
+    return [column for column in frame.columns if column.startswith("params.")]
+
+
+def merge(existing: pd.DataFrame, rows: list[dict]) -> pd.DataFrame:
+    """The records plus `rows`; a run with the same params as a recorded one keeps the recorded row."""
+    frame = pd.concat([existing, pd.DataFrame(rows)], ignore_index=True)
+    frame = frame.drop_duplicates(subset=param_columns(frame), keep="first")
+    return frame.sort_values([ARCH, FRACTION, SEED, TEMPERATURE, ALPHA], kind="stable").reset_index(drop=True)
+
+
+def load(path: Path = RUNS_FILE) -> pd.DataFrame:
+    if not path.exists():
+        return pd.DataFrame()
+    return pd.read_csv(path)
+
+
+def save(frame: pd.DataFrame, path: Path = RUNS_FILE) -> None:
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False, lineterminator="\n")
+    outputs.write_text(path, buffer.getvalue())
+
+
+def recipe_columns(frame: pd.DataFrame) -> list[str]:
+    """The params a comparison holds fixed: all but the varied ones and the teacher's recipe (set by arch)."""
+    varied = {ARCH, FRACTION, SEED, TEMPERATURE, ALPHA}
+    return [column for column in param_columns(frame)
+            if column not in varied and not column.startswith("params.teacher.")]
+
+
+def comparable(frame: pd.DataFrame, baseline: dict) -> pd.DataFrame:
+    """The runs whose recipe (all params but the varied ones and the teacher's) is `baseline`'s."""
+    if frame.empty:
+        return frame
+    expected = flatten(baseline, "params")
+    keep = pd.Series(True, index=frame.index)
+    for column in recipe_columns(frame):
+        value = expected.get(column)
+        keep &= frame[column].isna() if value is None else frame[column] == value
+    return frame[keep]
+
+
+def load_comparable(params_path: Path = Path("params.yaml"), path: Path = RUNS_FILE) -> pd.DataFrame:
+    return comparable(load(path), params.parse_yaml(params_path.read_text()))
+
+
+def cell_means(runs: pd.DataFrame, seeds) -> pd.DataFrame:
+    """Per T x alpha cell, the mean validation metrics over `seeds`, for cells that have all of them."""
+    grid = runs[runs[SEED].isin(list(seeds))]
+    means = grid.groupby([TEMPERATURE, ALPHA]).agg(
+        seeds=(SEED, "nunique"), accuracy=(SELECT_ON, "mean"), hard_loss=(TIE_BREAK, "mean")
+    ).reset_index()
+    return means[means["seeds"] == len(seeds)]
+
+
+def choose(runs: pd.DataFrame, seeds) -> tuple[float, float] | None:
+    """The (T, alpha) with the best mean validation accuracy of the distilled student over `seeds`
+    (ties: lower mean validation cross-entropy), among cells run on every one of them."""
+    means = cell_means(runs, seeds)
+    if means.empty:
+        return None
+    best = means.sort_values(["accuracy", "hard_loss"], ascending=[False, True], kind="stable").iloc[0]
+    return float(best[TEMPERATURE]), float(best[ALPHA])

@@ -1,0 +1,97 @@
+"""Queues the data-efficiency sweep with `dvc exp run --queue`; `dvc queue start -j 2` runs it.
+
+    python -m tools.sweep select [--dry-run]    # every T x alpha cell, 2 seeds, each size, both teachers
+    python -m tools.sweep verdict [--dry-run]   # more seeds for each size's chosen cell (after `make collect`)
+
+The selection phase runs the grid at each transfer-set size for each teacher. The verdict phase reads
+reports/runs.csv, takes the cell chosen on validation at each size, and queues the seeds it still
+lacks: 5 in all, 10 on the full training set. Both phases skip runs already recorded.
+"""
+
+import argparse
+import itertools
+import subprocess
+import sys
+
+from tools import records
+
+# The MLP teacher is the reference code's network and recipe; the CNN teacher is params.yaml's default.
+TEACHERS = {
+    "cnn": ("teacher.arch=cnn",),
+    "mlp": ("teacher.arch=mlp", "teacher.batch_size=256", "teacher.epochs=50"),
+}
+FRACTIONS = (0.01, 0.03, 0.1, 0.3, 1.0)
+TEMPERATURES = (1, 2, 4, 8)
+ALPHAS = (0, 0.5)
+SELECTION_SEEDS = (0, 1)
+
+
+def verdict_seeds(fraction: float) -> range:
+    return range(10 if fraction == 1 else 5)
+
+
+def recorded(runs, teacher: str, fraction: float, seed: int, temperature: float, alpha: float) -> bool:
+    if runs.empty:
+        return False
+    match = (
+        (runs[records.ARCH] == teacher) & (runs[records.FRACTION] == fraction) & (runs[records.SEED] == seed)
+        & (runs[records.TEMPERATURE] == temperature) & (runs[records.ALPHA] == alpha)
+    )
+    return bool(match.any())
+
+
+def selection_runs(runs) -> list[tuple]:
+    return [
+        (teacher, fraction, seed, temperature, alpha)
+        for teacher, fraction, seed, temperature, alpha
+        in itertools.product(TEACHERS, FRACTIONS, SELECTION_SEEDS, TEMPERATURES, ALPHAS)
+        if not recorded(runs, teacher, fraction, seed, temperature, alpha)
+    ]
+
+
+def verdict_runs(runs) -> list[tuple]:
+    wanted = []
+    for teacher, fraction in itertools.product(TEACHERS, FRACTIONS):
+        at_size = runs[(runs[records.ARCH] == teacher) & (runs[records.FRACTION] == fraction)] if not runs.empty else runs
+        chosen = records.choose(at_size, SELECTION_SEEDS) if not at_size.empty else None
+        if chosen is None:
+            print(f"note: {teacher} teacher at {fraction:g}: selection grid not recorded yet", file=sys.stderr)
+            continue
+        wanted += [(teacher, fraction, seed, *chosen) for seed in verdict_seeds(fraction)
+                   if not recorded(runs, teacher, fraction, seed, *chosen)]
+    return wanted
+
+
+def batches(wanted: list[tuple]) -> list[list[str]]:
+    """The -S sets that queue `wanted`, one `dvc exp run --queue` per teacher, size and cell, with the seeds
+    as one Hydra choice list (`student.seed=2,3,4`), which queues one experiment per seed."""
+    seeds = {}
+    for teacher, fraction, seed, temperature, alpha in wanted:
+        seeds.setdefault((teacher, fraction, temperature, alpha), []).append(seed)
+    return [
+        [*TEACHERS[teacher], f"student.train_fraction={fraction}", f"student.seed={','.join(map(str, cell_seeds))}",
+         f"distill.temperature={temperature:g}", f"distill.alpha={alpha:g}"]
+        for (teacher, fraction, temperature, alpha), cell_seeds in seeds.items()
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("phase", choices=("select", "verdict"))
+    parser.add_argument("--dry-run", action="store_true", help="print the -S sets instead of queueing them")
+    args = parser.parse_args()
+
+    runs = records.load_comparable()
+    wanted = selection_runs(runs) if args.phase == "select" else verdict_runs(runs)
+    for sets in batches(wanted):
+        if args.dry_run:
+            print(" ".join(sets))
+            continue
+        command = ["dvc", "exp", "run", "--queue", *itertools.chain.from_iterable(("-S", item) for item in sets)]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    print(f"{len(wanted)} experiments {'to queue' if args.dry_run else 'queued'}; run them with `dvc queue start -j 2`",
+          file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
