@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # dvc.yaml's commands call `python`: the venv's must come first, as after `source .venv/bin/activate`.
 IN_VENV := PATH="$(CURDIR)/$(BIN):$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)"
 
-.PHONY: repro test test-fast bench bench-fast report setup lock clean-venv
+.PHONY: repro test test-fast bench bench-fast collect report setup lock clean-venv
 
 repro: $(VENV)/.installed
 	$(IN_VENV) dvc repro
@@ -18,7 +18,11 @@ test: $(VENV)/.installed
 test-fast: $(VENV)/.installed
 	$(IN_VENV) python -m pytest -m "not e2e"
 
-# Tables and pictures in reports/ from the experiments DVC recorded (README: Experiments).
+# Finished experiments from `dvc exp show` into the committed records, reports/runs.csv.
+collect: $(VENV)/.installed
+	$(IN_VENV) python -m tools.collect
+
+# Tables and the picture in reports/, from reports/runs.csv alone (README: Experiments).
 report: $(VENV)/.installed
 	$(IN_VENV) python -m tools.report
 

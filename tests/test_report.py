@@ -1,94 +1,171 @@
-"""The report command on a saved `dvc exp show --json` from the real sweep (tests/fixtures/)."""
+"""The sweep's records, selection, verdict and report, on runs written by hand with known answers."""
 
+import copy
 import json
-import statistics
+import math
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
-import yaml
 
-from tools import report
+from stages import params
+from tools import records, report, sweep
 
-FIXTURES = Path(__file__).parent / "fixtures"
-EXP_SHOW = json.loads((FIXTURES / "exp_show.json").read_text())
-BASELINE = yaml.safe_load((FIXTURES / "params.yaml").read_text())
-
-
-def raw_experiments():
-    """Every experiment's (params, distilled validation accuracy, evaluate.json), read straight from the JSON."""
-    found = []
-    for commit in EXP_SHOW:
-        for experiment in commit.get("experiments") or []:
-            for revision in experiment["revs"]:
-                data = revision["data"]
-                found.append((
-                    data["params"]["params.yaml"]["data"],
-                    data["metrics"]["metrics/training/distilled.json"]["data"]["val_accuracy"],
-                    data["metrics"]["metrics/evaluate.json"]["data"],
-                ))
-    return found
+ROOT = Path(__file__).resolve().parents[1]
+BASELINE = params.parse_yaml((ROOT / "params.yaml").read_text())
 
 
-def test_every_finished_experiment_becomes_a_run():
-    runs = report.comparable(report.runs_from_exp_show(EXP_SHOW), BASELINE)
-    settings = {(run.temperature, run.alpha, run.seed) for run in runs}
-    assert {(t, a, 42) for t in (1, 2, 4, 8, 16) for a in (0.0, 0.1, 0.5, 0.9)} <= settings
-    assert len(settings) == len(runs)  # one run per setting, duplicates dropped
-
-
-def test_selection_is_the_best_validation_cell():
-    grid = [(p, val) for p, val, _ in raw_experiments() if p["student"]["seed"] == 42]
-    best_params, best_val = max(grid, key=lambda item: item[1])
-    runs = report.comparable(report.runs_from_exp_show(EXP_SHOW), BASELINE)
-    chosen = report.select([run for run in runs if run.seed == 42])
-    assert chosen.val["val_accuracy"] == best_val
-    assert (chosen.temperature, chosen.alpha) == (best_params["distill"]["temperature"], best_params["distill"]["alpha"])
-
-
-def test_seed_spread_and_kd_gain_by_hand(tmp_path):
-    result = report.write_report(report.runs_from_exp_show(EXP_SHOW), BASELINE, tmp_path, curves_dir=None)
-    chosen = (result["chosen"]["temperature"], result["chosen"]["alpha"])
-    seeds = {
-        p["student"]["seed"]: test
-        for p, _, test in raw_experiments()
-        if (p["distill"]["temperature"], p["distill"]["alpha"]) == chosen
+def exp_data(arch="cnn", fraction=0.01, seed=0, temperature=1, alpha=0.5, *, val=0.8, val_loss=0.5,
+             teacher=0.92, student=0.80, distilled=0.82, **recipe_changes) -> dict:
+    """An experiment as `dvc exp show --json` shows it: params.yaml and the three metrics files."""
+    values = copy.deepcopy(BASELINE)
+    values["teacher"]["arch"] = arch
+    values["student"] |= {"train_fraction": fraction, "seed": seed, **recipe_changes}
+    values["distill"] = {"temperature": temperature, "alpha": alpha}
+    scores = {name: {"accuracy": accuracy, "nll": 0.4, "ece": 0.02, "params": 101_770}
+              for name, accuracy in (("teacher", teacher), ("student", student), ("distilled", distilled))}
+    return {
+        "params": {"params.yaml": {"data": values}},
+        "metrics": {
+            "metrics/training/student.json": {"data": {"val_accuracy": 0.79, "val_loss": 0.6, "best_epoch": 4}},
+            "metrics/training/distilled.json": {"data": {"val_accuracy": val, "val_hard_loss": val_loss, "best_epoch": 6}},
+            "metrics/evaluate.json": {"data": scores},
+        },
     }
-    assert result["seeds"] == sorted(seeds)
-    assert len(seeds) >= 5
-    distilled = [test["distilled"]["accuracy"] for test in seeds.values()]
-    student = [test["student"]["accuracy"] for test in seeds.values()]
-    teacher = [test["teacher"]["accuracy"] for test in seeds.values()]
-    assert result["table"]["distilled"]["accuracy"] == pytest.approx((statistics.mean(distilled), statistics.stdev(distilled)))
-    gains = [d - s for d, s in zip(distilled, student)]
-    assert result["kd_gain"] == pytest.approx((statistics.mean(gains), statistics.stdev(gains)))
-    assert result["gap_recovered"] == pytest.approx(statistics.mean(gains) / statistics.mean([t - s for t, s in zip(teacher, student)]))
-    assert result["table"]["teacher"]["accuracy"][1] == pytest.approx(0.0)  # the teacher is fixed across seeds
 
 
-def test_report_files(tmp_path):
+def exp_show(*experiments: dict, commit_data: dict | None = None) -> list:
+    revisions = [{"rev": f"{index:040x}", "name": f"exp-{index}", "data": data} for index, data in enumerate(experiments)]
+    return [
+        {"rev": "workspace", "name": None, "data": commit_data or {}},
+        {"rev": "a" * 40, "name": "main", "data": commit_data or {},
+         "experiments": [{"name": revision["name"], "revs": [revision]} for revision in revisions]},
+    ]
+
+
+def frame(*experiments: dict) -> pd.DataFrame:
+    return records.merge(pd.DataFrame(), records.from_exp_show(exp_show(*experiments)))
+
+
+def test_a_record_holds_every_param_and_the_metrics_of_selection_and_verdict():
+    rows = records.from_exp_show(exp_show(exp_data(fraction=0.03, seed=4, temperature=2, alpha=0)))
+    assert len(rows) == 1  # the commit itself has no data; the workspace row is never a run
+    row = rows[0]
+    assert (row["experiment"], row["commit"]) == ("exp-0", "a" * 40)
+    assert (row[records.FRACTION], row[records.SEED], row[records.TEMPERATURE], row[records.ALPHA]) == (0.03, 4, 2, 0)
+    assert row["params.teacher.conv_filters"] == "[32, 64]"
+    assert (row[records.SELECT_ON], row[records.TIE_BREAK], row["val.student.loss"]) == (0.8, 0.5, 0.6)
+    assert (row["test.teacher.accuracy"], row["test.student.accuracy"], row["test.distilled.accuracy"]) == (0.92, 0.8, 0.82)
+
+
+def test_failed_and_older_runs_are_not_records():
+    broken = exp_data()
+    del broken["metrics"]["metrics/evaluate.json"]  # a run that failed before evaluate
+    older = exp_data()
+    del older["params"]["params.yaml"]["data"]["student"]["train_fraction"]  # from before the param existed
+    assert records.from_exp_show(exp_show(broken, older)) == []
+
+
+def test_collecting_twice_keeps_one_row_per_setting_and_the_first_one(tmp_path):
+    path = tmp_path / "runs.csv"
+    records.save(frame(exp_data(seed=0, distilled=0.82)), path)
+    again = records.merge(records.load(path), records.from_exp_show(exp_show(exp_data(seed=0, distilled=0.9), exp_data(seed=1))))
+    assert again[records.SEED].tolist() == [0, 1]
+    assert again["test.distilled.accuracy"].tolist() == [0.82, 0.82]
+    records.save(again, path)
+    written = path.read_bytes()
+    records.save(records.merge(records.load(path), []), path)
+    assert path.read_bytes() == written  # collecting nothing new rewrites the same bytes
+
+
+def test_only_runs_with_the_current_recipe_are_compared():
+    runs = frame(exp_data(seed=0), exp_data(seed=1, learning_rate=0.01), exp_data(seed=2, arch="mlp"))
+    kept = records.comparable(runs, BASELINE)
+    assert kept[records.SEED].tolist() == [0, 2]  # another student rate is another recipe; the teacher's arch is varied
+
+
+def test_selection_takes_the_best_mean_over_the_seeds_and_breaks_ties_on_loss():
+    runs = frame(
+        exp_data(temperature=1, seed=0, val=0.80), exp_data(temperature=1, seed=1, val=0.84),  # mean 0.82
+        exp_data(temperature=2, seed=0, val=0.83), exp_data(temperature=2, seed=1, val=0.81, val_loss=0.4),  # 0.82, lower loss
+        exp_data(temperature=4, seed=0, val=0.90),  # the best single run, but seed 1 is missing: not a candidate
+    )
+    assert records.choose(runs, (0, 1)) == (2.0, 0.5)
+    assert records.choose(runs, (0,)) == (4.0, 0.5)
+    assert records.choose(runs[runs[records.TEMPERATURE] == 4], (0, 1)) is None
+
+
+def test_verdict_by_hand():
+    # Paired gains 0.01, 0.02, 0.03: mean 0.02, sd 0.01, t = 0.02 / (0.01 / sqrt 3) = 2 sqrt 3.
+    # With 2 degrees of freedom the t distribution has a closed form, P(|T| > t) = 1 - t / sqrt(t^2 + 2),
+    # and its 97.5% point solves t / sqrt(t^2 + 2) = 0.95.
+    runs = frame(*(exp_data(seed=seed, student=0.80 + 0.01 * seed, distilled=0.81 + 0.02 * seed) for seed in range(3)))
+    result = report.verdict(runs)
+    t = 2 * math.sqrt(3)
+    critical = math.sqrt(2 * 0.95**2 / (1 - 0.95**2))
+    assert result["seeds"] == [0, 1, 2]
+    assert result["gain"] == pytest.approx([0.02, 0.01])
+    assert result["p_value"] == pytest.approx(1 - t / math.sqrt(t**2 + 2), rel=1e-6)
+    assert result["gain_ci95"] == pytest.approx([0.02 - critical * 0.01 / math.sqrt(3), 0.02 + critical * 0.01 / math.sqrt(3)])
+    # teacher 0.92 against students 0.80, 0.81, 0.82: a mean gap of 0.11
+    assert result["gap_recovered"] == pytest.approx(0.02 / 0.11)
+    assert result["student"] == pytest.approx([0.81, 0.01]) and result["distilled"] == pytest.approx([0.83, 0.02])
+
+
+def test_sweep_queues_only_what_is_missing():
+    grid = [(teacher, 0.01, seed, 1.0, 0.5) for teacher in sweep.TEACHERS for seed in sweep.SELECTION_SEEDS]
+    runs = frame(exp_data(arch="cnn", seed=0, temperature=1, alpha=0.5))
+    missing = sweep.selection_runs(runs)
+    assert ("cnn", 0.01, 0, 1, 0.5) not in missing
+    assert set(grid) - {("cnn", 0.01, 0, 1.0, 0.5)} <= set(missing)
+    per_teacher = len(sweep.FRACTIONS) * len(sweep.SELECTION_SEEDS) * len(sweep.TEMPERATURES) * len(sweep.ALPHAS)
+    assert len(missing) == len(sweep.TEACHERS) * per_teacher - 1
+    # one `dvc exp run --queue` per cell, its seeds as a Hydra choice list
+    assert sweep.batches([("mlp", 0.1, 2, 4, 0), ("mlp", 0.1, 3, 4, 0)]) == [[
+        *sweep.TEACHERS["mlp"], "student.train_fraction=0.1", "student.seed=2,3", "distill.temperature=4",
+        "distill.alpha=0",
+    ]]
+
+
+def test_verdict_phase_adds_the_seeds_the_chosen_cell_lacks():
+    runs = frame(*(exp_data(seed=seed, temperature=t, val=0.8 + (t == 4) * 0.01)
+                   for seed in sweep.SELECTION_SEEDS for t in sweep.TEMPERATURES for _ in [0]),
+                 *(exp_data(seed=seed, temperature=t, alpha=0) for seed in sweep.SELECTION_SEEDS for t in sweep.TEMPERATURES))
+    assert sweep.verdict_runs(runs) == [("cnn", 0.01, seed, 4.0, 0.5) for seed in range(2, 5)]
+
+
+def test_report_files_from_the_records_alone(tmp_path):
+    experiments = [
+        exp_data(arch=arch, fraction=fraction, seed=seed, temperature=t, alpha=a,
+                 val=0.8 + 0.01 * (t == 2 and a == 0), teacher=0.92 if arch == "cnn" else 0.89,
+                 student=0.80 + 0.001 * seed, distilled=0.80 + 0.001 * seed + (0.02 + 0.001 * seed if fraction < 0.1 else 0.0005 * (seed % 2 * 2 - 1)))
+        for arch in sweep.TEACHERS for fraction in (0.01, 0.03, 0.1) for a in sweep.ALPHAS for t in sweep.TEMPERATURES
+        for seed in (range(5) if (t, a) == (2, 0) else sweep.SELECTION_SEEDS)
+    ]
+    runs_file = tmp_path / "runs.csv"
+    records.save(frame(*experiments), runs_file)
     out = tmp_path / "reports"
-    result = subprocess.run(
-        [sys.executable, "-m", "tools.report", "--exp-show", str(FIXTURES / "exp_show.json"),
-         "--params", str(FIXTURES / "params.yaml"), "--curves", str(tmp_path / "no-curves"), "--out", str(out)],
-        check=True, capture_output=True, text=True, cwd=Path(__file__).parents[1],
-    )
-    assert "learning_curves.png not written" in result.stderr
-    assert not (out / "learning_curves.png").exists()
-    assert (out / "sweep_val_accuracy.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    subprocess.run([sys.executable, "-m", "tools.report", "--runs", str(runs_file), "--out", str(out)],
+                   check=True, cwd=ROOT, capture_output=True)
+
     summary = json.loads((out / "summary.json").read_text())
+    assert summary["runs"] == 2 * 3 * (8 * 2 + 3)
+    assert [(r["teacher"], r["fraction"], r["temperature"], r["alpha"], len(r["seeds"])) for r in summary["results"]] == [
+        (arch, fraction, 2.0, 0.0, 5) for arch in sweep.TEACHERS for fraction in (0.01, 0.03, 0.1)
+    ]
     readme = (out / "README.md").read_text()
-    assert f"T = {summary['chosen']['temperature']:g}, alpha = {summary['chosen']['alpha']:g}" in readme
-    rows = (out / "experiments.md").read_text().splitlines()
-    assert len(rows) == 2 + len(report.comparable(report.runs_from_exp_show(EXP_SHOW), BASELINE))
+    assert "- CNN teacher, 1% of the training images: gain +0.0220 (p = " in readme
+    assert "CNN teacher: the gain stops being significant at 10% of the training images" in readme
+    assert (out / "kd_curve.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
-def test_no_experiments_is_a_clear_error(tmp_path):
-    (tmp_path / "empty.json").write_text("[]")
-    result = subprocess.run(
-        [sys.executable, "-m", "tools.report", "--exp-show", str(tmp_path / "empty.json"), "--out", str(tmp_path)],
-        capture_output=True, text=True, cwd=Path(__file__).parents[1],
-    )
+def test_no_comparable_run_is_a_clear_error(tmp_path):
+    runs_file = tmp_path / "runs.csv"
+    records.save(frame(exp_data(learning_rate=0.5)), runs_file)
+    result = subprocess.run([sys.executable, "-m", "tools.report", "--runs", str(runs_file), "--out", str(tmp_path)],
+                            capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 1
-    assert result.stderr.strip() == "error: no finished experiment found; run the sweep first (see README, Experiments)"
+    assert result.stderr.strip() == (f"error: {runs_file}: no run with this params.yaml's recipe; "
+                                     "run the sweep (README: Experiments)")
