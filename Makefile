@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # dvc.yaml's commands call `python`: the venv's must come first, as after `source .venv/bin/activate`.
 IN_VENV := PATH="$(CURDIR)/$(BIN):$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)"
 
-.PHONY: repro test test-fast bench bench-fast collect report setup lock clean-venv
+.PHONY: repro test test-fast bench bench-fast bench-inference predict collect report setup lock clean-venv
 
 repro: $(VENV)/.installed
 	$(IN_VENV) dvc repro
@@ -32,6 +32,14 @@ bench: $(VENV)/.installed
 
 bench-fast: $(VENV)/.installed
 	$(IN_VENV) python -m bench.run --mode fast
+
+# Size, latency and throughput of every exported model and format (after `make repro`).
+bench-inference: $(VENV)/.installed
+	$(IN_VENV) python -m bench.inference
+
+# Classifies an image with the exported distilled student: make predict IMG=shoe.png
+predict: $(VENV)/.installed
+	$(IN_VENV) python -m tools.predict $(IMG)
 
 setup: $(VENV)/.installed
 

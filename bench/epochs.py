@@ -18,13 +18,13 @@ IMPORTS_STARTED = time.perf_counter()
 import argparse  # noqa: E402  (the imports are what the first figure times)
 import json  # noqa: E402
 
-import stages  # noqa: E402,F401  (first: it sets the environment TensorFlow reads at import)
+import common  # noqa: E402,F401  (first: it sets the environment TensorFlow reads at import)
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bench import reference_distill, timed  # noqa: E402
-from stages import data, losses, models, params  # noqa: E402
+from common import data, losses, models, params  # noqa: E402
 
 IMPORTS_S = time.perf_counter() - IMPORTS_STARTED
 OLD_ENGINE = params.Train(strategy="default", jit_compile=False, steps_per_execution=1)

@@ -6,8 +6,8 @@ the teacher's logits once instead; the benchmark times both with the same studen
 
 import keras
 
-from stages import losses, models
-from stages.params import Distill, Training
+from common import losses, models
+from common.params import Distill, Training
 
 
 def build(teacher: keras.Model, recipe: Training, distill: Distill) -> keras.Model:

@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from bench import timed
-from stages import outputs
+from common import outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -44,7 +44,7 @@ TARGETS = {
 
 
 def stage_resources(dvc_output: str) -> dict[str, dict]:
-    """Each stage's own report, printed by stages.cli when it ends: seconds and peak memory."""
+    """Each stage's own report, printed by common.cli when it ends: seconds and peak memory."""
     report, stage = {}, None
     for line in dvc_output.splitlines():
         if match := re.match(r"Running stage '([^']+)'", line):

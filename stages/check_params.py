@@ -9,14 +9,14 @@ output and dvc.lock are still as they were.
 
 from pathlib import Path
 
-from stages import cli, outputs, params
+from common import cli, outputs, params
 
 MARKER = Path("data/params.checked")
 
 
 def main() -> None:
     params.load()
-    outputs.write_text(MARKER, "params.yaml passed the schema in stages/params.py\n")
+    outputs.write_text(MARKER, "params.yaml passed the schema in common/params.py\n")
     print(f"{params.PARAMS_FILE}: valid")
 
 

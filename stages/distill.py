@@ -4,7 +4,7 @@ The distilled student has the student's architecture and recipe, so it differs f
 baseline only in its loss.
 """
 
-from stages import cli, data, losses, models, outputs, params
+from common import cli, data, losses, models, outputs, params
 
 
 def main() -> None:

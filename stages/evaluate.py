@@ -10,7 +10,7 @@ import io
 import numpy as np
 import pandas as pd
 
-from stages import cli, data, metrics, models, outputs, params
+from common import cli, data, metrics, models, outputs, params
 
 STUDENTS = ("student", "distilled")
 

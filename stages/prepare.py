@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from stages import cli, data, params
+from common import cli, data, params
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ import argparse
 
 import keras
 
-from stages import cli, data, models, outputs, params
+from common import cli, data, models, outputs, params
 
 MODELS = ("teacher", "student")
 

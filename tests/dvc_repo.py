@@ -12,7 +12,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUTS = ("dvc.lock", "data", "models", "metrics")
-TRAINING_STAGES = {"train@teacher", "train@student", "distill", "evaluate"}
+TRAINING_STAGES = {"train@teacher", "train@student", "distill", "evaluate", "export"}
 ALL_STAGES = {"check_params", "prepare", *TRAINING_STAGES}
 
 

@@ -7,8 +7,8 @@ import struct
 import numpy as np
 import pytest
 
-from stages import data
-from stages.cli import UserError
+from common import data
+from common.cli import UserError
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

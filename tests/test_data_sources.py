@@ -10,8 +10,8 @@ import threading
 import numpy as np
 import pytest
 
-from stages import data
-from stages.cli import UserError
+from common import data
+from common.cli import UserError
 
 REAL_SOURCE = next(
     (d for d in (data.DEBIAN_DIR, data.KERAS_CACHE_DIR) if all(data.find_file(d, n) for n in data.SHA256)), None

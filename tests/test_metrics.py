@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from stages import metrics
+from common import metrics
 
 # Five images, three classes; logits = log(probabilities), so softmax gives these rows back.
 PROBABILITIES = np.array([

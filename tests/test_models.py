@@ -9,8 +9,8 @@ import keras
 import numpy as np
 import pytest
 
-from stages import data, models, params
-from stages.cli import UserError
+from common import data, models, params
+from common.cli import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -207,7 +207,7 @@ def test_logits_that_are_not_finite_are_refused():
 TRAIN_WITH_XLA = r"""
 import hashlib, sys
 import keras, numpy as np
-from stages import models, params
+from common import models, params
 recipe = params.Training(seed=3, hidden_units=[32], learning_rate=0.01, decay_steps=50, decay_alpha=0.1,
                          batch_size=32, epochs=2, patience=2, min_steps=0)
 engine = params.Train(strategy="default", jit_compile="auto", steps_per_execution=4)
@@ -225,7 +225,7 @@ print(hashlib.sha256(b"".join(w.tobytes() for w in model.get_weights())).hexdige
 TRAIN_CNN = r"""
 import hashlib
 import keras, numpy as np
-from stages import models, params
+from common import models, params
 teacher = params.Teacher(seed=5, hidden_units=[8], learning_rate=0.01, decay_steps=None, decay_alpha=0.1, batch_size=16,
                          epochs=2, patience=2, min_steps=0, arch="cnn", conv_filters=[4, 8], conv_dense_units=16, dropout=0.3)
 engine = params.Train(strategy="default", jit_compile="auto", steps_per_execution=4)

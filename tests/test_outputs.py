@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from stages.cli import UserError
-from stages.outputs import replacing, replacing_dir, write_json, write_text
+from common.cli import UserError
+from common.outputs import replacing, replacing_dir, write_json, write_text
 
 
 def test_a_write_replaces_the_file_and_leaves_nothing_beside_it(tmp_path):

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages import params
-from stages.cli import EXIT_USER_ERROR, UserError
+from common import params
+from common.cli import EXIT_USER_ERROR, UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS = yaml.safe_load((ROOT / "params.yaml").read_text())

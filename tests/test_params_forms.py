@@ -19,8 +19,8 @@ from dvc.utils.hydra import apply_overrides
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from stages import cli, params
-from stages.cli import EXIT_USER_ERROR
+from common import cli, params
+from common.cli import EXIT_USER_ERROR
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAINING_TRAIT_KEYS = ("seed", "hidden_units", "learning_rate", "decay_steps", "decay_alpha", "batch_size", "epochs", "patience")
@@ -109,6 +109,7 @@ VALID_TEXT = {
     "distill.temperature": written_floats(positive_floats),
     "distill.alpha": written_floats(unit_floats),
     "evaluate.ece_bins": written_ints(st.integers(min_value=1, max_value=10_000)),
+    "export.calibration_images": written_ints(st.integers(min_value=1, max_value=10**6)),
 }
 for model in ("teacher", "student"):
     VALID_TEXT |= {

@@ -59,7 +59,7 @@ def test_plots_render(repo, reproduced):
 def test_new_temperature_reruns_only_distill_and_evaluate(repo, reproduced):
     before = json.loads(repo.read("metrics/evaluate.json"))
     output = repo.dvc("exp", "run", "-S", "distill.temperature=8")
-    assert stages_run(output) == {"check_params", "distill", "evaluate"}
+    assert stages_run(output) == {"check_params", "distill", "evaluate", "export"}
     after = json.loads(repo.read("metrics/evaluate.json"))
     assert after["teacher"] == before["teacher"] and after["student"] == before["student"]
     assert after["distilled"] != before["distilled"]
@@ -73,7 +73,10 @@ def test_new_temperature_reruns_only_distill_and_evaluate(repo, reproduced):
 
 def test_forced_repro_leaves_dvc_lock_byte_identical(repo, reproduced):
     assert repo.dvc("status").strip() == "Data and pipelines are up to date."
-    before = {name: repo.read(name) for name in ("dvc.lock", "metrics/evaluate.json", "models/distilled.weights.h5")}
+    compared = ("dvc.lock", "metrics/evaluate.json", "metrics/export.json", "models/distilled.weights.h5",
+                "models/export/distilled/int8.tflite", "models/export/distilled/saved_model/saved_model.pb",
+                "models/export/distilled/saved_model/fingerprint.pb")
+    before = {name: repo.read(name) for name in compared}
     assert stages_run(repo.dvc("repro", "-f")) == ALL_STAGES
     for name, content in before.items():
         assert repo.read(name) == content, f"{name} changed after dvc repro -f"

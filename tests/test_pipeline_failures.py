@@ -89,7 +89,7 @@ def test_prepared_data_altered_behind_dvcs_back_is_rebuilt(repo, reproduced):
 
 
 def test_remote_round_trip_gives_a_fresh_clone_the_models(repo, reproduced, tmp_path):
-    repo.dvc("remote", "add", "--default", "shared", str(tmp_path / "remote"))
+    repo.dvc("remote", "add", "--default", "--force", "shared", str(tmp_path / "remote"))
     repo.commit("a local-directory remote, standing in for S3, GCS or SSH")
     repo.dvc("push")
 
@@ -100,3 +100,19 @@ def test_remote_round_trip_gives_a_fresh_clone_the_models(repo, reproduced, tmp_
     assert stages_run(clone.dvc("repro")) == set()  # nothing retrained
     for name in ("models/teacher.weights.h5", "models/distilled.weights.h5", "data/prepared/test_images.npy"):
         assert clone.read(name) == repo.read(name)
+
+
+def test_the_registered_model_downloads_with_dvc_artifacts_get(repo, reproduced, tmp_path):
+    repo.dvc("remote", "add", "--default", "--force", "shared", str(tmp_path / "remote"))
+    repo.commit("a local-directory remote for the registry")
+    repo.dvc("push")
+    # A registered version is a git tag in the model registry's (GTO's) form: <artifact>@v<semver>.
+    repo.run("git", "tag", "-a", "distilled-student@v1.0.0", "-m", "Registering artifact distilled-student version v1.0.0")
+    downloaded = tmp_path / "distilled-student"
+    repo.dvc("artifacts", "get", str(repo.path), "distilled-student", "--out", str(downloaded))
+    exported = repo.path / "models/export/distilled"
+    files = sorted(path.relative_to(exported) for path in exported.rglob("*") if path.is_file())
+    assert {"float32.tflite", "int8.tflite", "saved_model/saved_model.pb"} <= {str(name) for name in files}
+    assert sorted(path.relative_to(downloaded) for path in downloaded.rglob("*") if path.is_file()) == files
+    for name in files:
+        assert (downloaded / name).read_bytes() == (exported / name).read_bytes()

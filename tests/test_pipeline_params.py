@@ -10,10 +10,10 @@ pytestmark = pytest.mark.e2e
     "change, expected",
     [
         # DVC writes 1e-05; the stages must read the float DVC recorded, not YAML 1.1's string.
-        ("student.learning_rate=0.00001", {"check_params", "train@student", "distill", "evaluate"}),
-        ("teacher.arch=mlp", {"check_params", "train@teacher", "distill", "evaluate"}),
+        ("student.learning_rate=0.00001", {"check_params", "train@student", "distill", "evaluate", "export"}),
+        ("teacher.arch=mlp", {"check_params", "train@teacher", "distill", "evaluate", "export"}),
         # The transfer set: both students retrain, the teacher does not.
-        ("student.train_fraction=0.5", {"check_params", "train@student", "distill", "evaluate"}),
+        ("student.train_fraction=0.5", {"check_params", "train@student", "distill", "evaluate", "export"}),
         ("evaluate.ece_bins=10", {"check_params", "evaluate"}),
         ("prepare.val_size=400", ALL_STAGES),
     ],

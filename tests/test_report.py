@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from stages import params
+from common import params
 from tools import records, report, sweep
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,7 +21,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 import keras
-from stages import losses, models, params
+from common import losses, models, params
 
 recipe = params.Training(seed=0, hidden_units=[16], learning_rate=0.01, decay_steps=100, decay_alpha=0.1,
                          batch_size=64, epochs=2, patience=2, min_steps=0)
@@ -78,7 +78,7 @@ def test_training_step_runs_under_mirrored_strategy_on_two_cpus():
 def test_auto_picks_the_default_strategy_without_several_gpus():
     import tensorflow as tf
 
-    from stages import models
+    from common import models
 
     assert len(tf.config.list_logical_devices("GPU")) <= 1  # this test describes the CPU machine
     strategy = models.distribution_strategy("auto")
@@ -88,8 +88,8 @@ def test_auto_picks_the_default_strategy_without_several_gpus():
 
 
 def test_mirrored_with_xla_forced_on_is_one_clear_line():
-    from stages import models, params
-    from stages.cli import UserError
+    from common import models, params
+    from common.cli import UserError
 
     engine = params.Train(strategy="mirrored", jit_compile=True, steps_per_execution=16)
     recipe = params.load().student

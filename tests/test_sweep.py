@@ -23,7 +23,7 @@ def test_queued_runs_are_collected_into_the_records(repo, reproduced, restore, t
     for name in finished:
         log = repo.dvc("queue", "logs", name)
         # The teacher and the data come from the reproduced repository; only the students and evaluate run.
-        assert stages_run(log) == {"check_params", "train@student", "distill", "evaluate"}, log
+        assert stages_run(log) == {"check_params", "train@student", "distill", "evaluate", "export"}, log
 
     runs_file = tmp_path / "runs.csv"
     repo.run(sys.executable, "-m", "tools.collect", "--runs", str(runs_file))

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from stages import outputs, params
-from stages.cli import UserError
+from common import outputs, params
+from common.cli import UserError
 
 RUNS_FILE = Path("reports/runs.csv")
 MODELS = ("teacher", "student", "distilled")

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from stages import outputs
+from common import outputs
 from tools import records, sweep
 
 REPORTS = Path("reports")

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from stages.cli import UserError
+from common.cli import UserError
 
 PARTIAL_PREFIX = ".partial-"
 

@@ -9,10 +9,10 @@ import tensorflow as tf
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
-from stages import outputs
-from stages.cli import UserError
-from stages.data import IMAGE_SHAPE, NUM_CLASSES, Split
-from stages.params import Teacher, Train, Training
+from common import outputs
+from common.cli import UserError
+from common.data import IMAGE_SHAPE, NUM_CLASSES, Split
+from common.params import Teacher, Train, Training
 
 
 def mirrored(strategy: str) -> bool:

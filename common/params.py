@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ruamel.yaml import YAML, YAMLError
 
-from stages.cli import UserError
-from stages.data import EXPECTED_COUNTS, NUM_CLASSES
+from common.cli import UserError
+from common.data import EXPECTED_COUNTS, NUM_CLASSES
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -87,6 +87,10 @@ class Evaluate(Section):
     ece_bins: PositiveInt
 
 
+class Export(Section):
+    calibration_images: PositiveInt  # training images that set the int8 model's ranges
+
+
 class Params(Section):
     seed: NonNegativeInt  # the train/val split and the subsets; each model has its own seed
     prepare: Prepare
@@ -95,6 +99,7 @@ class Params(Section):
     student: Student
     distill: Distill
     evaluate: Evaluate
+    export: Export
 
 
 def _allowed_keys(model: type[BaseModel], location: tuple) -> list[str]:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stages import outputs
-from stages.cli import UserError
+from common import outputs
+from common.cli import UserError
 
 CLASS_NAMES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",

@@ -6,7 +6,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from stages import IMPORTS_STARTED
+from common import IMPORTS_STARTED
 
 EXIT_USER_ERROR = 2
 
@@ -15,7 +15,7 @@ class UserError(Exception):
     """A bad param, a missing or corrupted file: something the user fixes, not a bug."""
 
 
-def run(main: Callable[[], None], *, end_process: bool = False) -> None:
+def run(main: Callable[[], None], *, end_process: bool = False, report: bool = True) -> None:
     """Runs a stage's main(), turning a UserError into one line and exit code 2.
 
     With `end_process`, as a stage's entry point, the process ends as soon as main() has succeeded:
@@ -24,7 +24,7 @@ def run(main: Callable[[], None], *, end_process: bool = False) -> None:
 
     Set KD_DEBUG=1 to see the full traceback instead. On success it reports the time, the time its
     imports took before, and peak memory, which tells how many `dvc queue` workers a machine can hold
-    (the benchmark reads them).
+    (the benchmark reads them); `report=False` leaves that out of a tool's output.
     """
     started = time.perf_counter()
     try:
@@ -34,6 +34,8 @@ def run(main: Callable[[], None], *, end_process: bool = False) -> None:
             raise
         print(f"error: {error}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
+    if not report:
+        return
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # Linux reports KiB
     print(
         f"finished in {time.perf_counter() - started:.1f} s after {started - IMPORTS_STARTED:.1f} s of imports, "

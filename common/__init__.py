@@ -1,0 +1,14 @@
+"""The code the pipeline's stages share: data, models, losses, metrics, params, outputs and errors.
+
+Library code only: the entry scripts are in stages/ (DVC's commands), tools/ and bench/. Importing
+this package first puts these defaults in place before anything imports Keras or TensorFlow.
+"""
+
+import os
+import time
+
+# Taken before the heavy imports, so a stage can report how long its imports took (common.cli).
+IMPORTS_STARTED = time.perf_counter()
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's start-up chatter, keep warnings

@@ -1,0 +1,160 @@
+"""The exported formats of tiny models: fidelity to Keras, byte stability, and the predict command."""
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from common import deploy, models, params
+from tools import predict
+
+ROOT = Path(__file__).resolve().parents[1]
+ENGINE = params.Train(strategy="default", jit_compile=False, steps_per_execution=1)
+MLP = params.Training(seed=1, hidden_units=[16], learning_rate=0.01, decay_steps=None, decay_alpha=0.1,
+                      batch_size=32, epochs=1, patience=1, min_steps=0)
+CNN = params.Teacher(**MLP.model_dump(), arch="cnn", conv_filters=[4, 8], conv_dense_units=16, dropout=0.3)
+
+
+def images(count: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (count, 28, 28), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module", params=[MLP, CNN], ids=["mlp", "cnn"])
+def exported(request, tmp_path_factory):
+    """(Keras model, folder with the three formats) for a tiny model with random weights."""
+    recipe = request.param
+    models.make_deterministic(recipe, ENGINE)
+    model = models.build(recipe, "tiny")
+    folder = tmp_path_factory.mktemp("export")
+    deploy.save_saved_model(model, folder / deploy.SAVED_MODEL)
+    (folder / deploy.FLOAT32).write_bytes(deploy.to_tflite(folder / deploy.SAVED_MODEL))
+    (folder / deploy.INT8).write_bytes(deploy.to_tflite(folder / deploy.SAVED_MODEL, images(64, seed=1)))
+    return model, folder
+
+
+def test_float_exports_reproduce_keras(exported):
+    model, folder = exported
+    test_images = images(2500, seed=2)  # more than one chunk of 1000, and a short last chunk
+    reference = model.predict(test_images, verbose=0)
+    for logits in (
+        deploy.run_saved_model(folder / deploy.SAVED_MODEL, test_images),
+        deploy.run_tflite(deploy.tflite_interpreter(folder / deploy.FLOAT32), test_images),
+    ):
+        assert logits.shape == (2500, 10) and logits.dtype == np.float32
+        np.testing.assert_allclose(logits, reference, atol=1e-4, rtol=0)
+        assert np.array_equal(logits.argmax(1), reference.argmax(1))
+
+
+def test_int8_export_is_smaller_and_close(exported):
+    model, folder = exported
+    test_images = images(500, seed=3)
+    reference = model.predict(test_images, verbose=0)
+    int8 = deploy.run_tflite(deploy.tflite_interpreter(folder / deploy.INT8), test_images)
+    assert deploy.size_bytes(folder / deploy.INT8) < deploy.size_bytes(folder / deploy.FLOAT32) / 2
+    # Quantised, not equal: on average within a few percent of the logits' own range.
+    assert np.abs(int8 - reference).mean() < 0.05 * np.ptp(reference)
+    assert deploy.size_bytes(folder / deploy.SAVED_MODEL) == sum(
+        path.stat().st_size for path in (folder / deploy.SAVED_MODEL).rglob("*") if path.is_file())
+
+
+EXPORT_TWICE = r"""
+import hashlib, sys
+from pathlib import Path
+import numpy as np
+from common import deploy, models, params
+engine = params.Train(strategy="default", jit_compile=False, steps_per_execution=1)
+recipe = params.Teacher(seed=1, hidden_units=[16], learning_rate=0.01, decay_steps=None, decay_alpha=0.1, batch_size=32,
+                        epochs=1, patience=1, min_steps=0, arch="cnn", conv_filters=[4, 8], conv_dense_units=16, dropout=0.3)
+models.make_deterministic(recipe, engine)
+model = models.build(recipe, "tiny")
+folder = Path(sys.argv[1])
+deploy.save_saved_model(model, folder / "saved_model")
+(folder / "int8.tflite").write_bytes(deploy.to_tflite(folder / "saved_model", np.full((8, 28, 28), 7, np.uint8)))
+for path in sorted(folder.rglob("*")):
+    if path.is_file():
+        print(path.relative_to(folder), hashlib.sha256(path.read_bytes()).hexdigest())
+"""
+
+
+def test_exports_are_byte_identical_across_processes(tmp_path):
+    """Keras's model.export orders variables by object identity; the pipeline's SavedModel must not."""
+    listings = []
+    for run in ("first", "second"):
+        result = subprocess.run([sys.executable, "-c", EXPORT_TWICE, str(tmp_path / run)], cwd=ROOT,
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-2000:]
+        listings.append(result.stdout)
+    assert "saved_model/fingerprint.pb" in listings[0] and "saved_model/variables/variables.index" in listings[0]
+    assert listings[0] == listings[1]
+
+
+# ------------------------------------------------------------------ tools.predict
+
+
+def garment(size=(90, 60), light_on_dark=True) -> Image.Image:
+    """A filled rectangle, the rough shape of a bag, in RGB at a size unlike 28x28."""
+    pixels = np.zeros((size[1], size[0], 3), dtype=np.uint8)
+    pixels[10:-10, 15:-15] = 230
+    if not light_on_dark:
+        pixels = 255 - pixels
+    return Image.fromarray(pixels)
+
+
+def test_a_photo_like_image_is_inverted_to_look_like_the_training_data(tmp_path):
+    garment(light_on_dark=True).save(tmp_path / "dark.png")
+    garment(light_on_dark=False).save(tmp_path / "light.jpg", quality=95)
+    dark, light = predict.load_image(tmp_path / "dark.png"), predict.load_image(tmp_path / "light.jpg")
+    assert dark.shape == light.shape == (28, 28) and dark.dtype == np.uint8
+    assert predict.border_mean(dark) < 10 and dark[14, 14] > 200  # dark background, light object
+    assert np.abs(dark.astype(int) - light.astype(int)).max() <= 12  # the same picture, up to JPEG's loss
+
+
+def test_predict_prints_every_class_with_probabilities(exported, tmp_path):
+    _, folder = exported
+    garment().save(tmp_path / "bag.png")
+    garment(light_on_dark=False).save(tmp_path / "bag.jpg")
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.predict", str(tmp_path / "bag.png"), str(tmp_path / "bag.jpg"),
+         "--model", str(folder / deploy.FLOAT32)],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    blocks = result.stdout.strip().split("\n" + str(tmp_path / "bag.jpg") + ":\n")
+    assert blocks[0].startswith(f"{tmp_path / 'bag.png'}:\n")
+    for block in blocks:
+        rows = [line.split() for line in block.splitlines() if line.startswith("  ")]
+        names = [" ".join(row[:-1]) for row in rows]
+        probabilities = [float(row[-1]) for row in rows]
+        assert sorted(names) == sorted(predict.CLASS_NAMES)
+        assert probabilities == sorted(probabilities, reverse=True)
+        assert sum(probabilities) == pytest.approx(1, abs=1e-3)
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("missing.png", None, "missing.png: no such file"),
+    ("notes.png", b"not an image", "notes.png: not a readable image (PNG or JPEG expected)"),
+    ("truncated.png", b"\x89PNG\r\n\x1a\n\x00\x00", "truncated.png: not a readable image (PNG or JPEG expected)"),
+    ("folder", "dir", "folder: is a folder, not an image file"),
+])
+def test_a_bad_file_is_one_line_and_exit_2(tmp_path, name, content, message):
+    path = tmp_path / name
+    if content == "dir":
+        path.mkdir()
+    elif content is not None:
+        path.write_bytes(content)
+    result = subprocess.run([sys.executable, "-m", "tools.predict", str(path)], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: {path}") and message in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_a_missing_model_says_how_to_make_it(tmp_path):
+    garment().save(tmp_path / "bag.png")
+    result = subprocess.run([sys.executable, "-m", "tools.predict", str(tmp_path / "bag.png"), "--model",
+                             str(tmp_path / "none.tflite")], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr == f"error: {tmp_path / 'none.tflite'}: missing; run `dvc repro export` (or `dvc pull`)\n"
