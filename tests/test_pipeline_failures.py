@@ -1,4 +1,4 @@
-"""End to end, what goes wrong: bad params, divergence, failing queued cells, data changed behind DVC's back.
+"""End to end, what goes wrong: bad params, divergence, data changed behind DVC's back (failing queued cells: test_sweep.py).
 
 Each test leaves the repository as committed, so the module's one reproduced repository serves them all.
 """
@@ -57,21 +57,6 @@ def test_a_diverging_run_stops_with_one_line_and_records_nothing(repo, reproduce
     for name in ("models/student.weights.h5", "metrics/training/student.json", "metrics/curves/student"):
         assert not (repo.path / name).exists(), name
     assert not list((repo.path / "metrics/curves").glob(".partial-*"))
-
-
-def test_a_failing_queued_cell_says_why_and_does_not_stop_the_others(repo, reproduced, restore):
-    repo.dvc("exp", "run", "--queue", "-S", "distill.temperature=2,-1")
-    rows = repo.run_queue()
-    assert sorted(rows.values()) == ["Failed", "Success"], rows
-
-    failed = next(name for name, state in rows.items() if state == "Failed")
-    assert "error: params.yaml: distill.temperature = -1 is invalid: input should be greater than 0" in repo.dvc(
-        "queue", "logs", failed)
-    succeeded = next(name for name, state in rows.items() if state == "Success")
-    shown = json.loads(repo.dvc("exp", "show", "--json"))
-    experiments = [exp for commit in shown for exp in (commit.get("experiments") or [])]
-    assert any(exp["name"] == succeeded for exp in experiments)
-    assert repo.dvc("status").strip() == "Data and pipelines are up to date."  # the workspace was never touched
 
 
 def test_prepared_data_altered_behind_dvcs_back_is_rebuilt(repo, reproduced):

@@ -60,12 +60,18 @@ def test_a_record_holds_every_param_and_the_metrics_of_selection_and_verdict():
     assert (row["test.teacher.accuracy"], row["test.student.accuracy"], row["test.distilled.accuracy"]) == (0.92, 0.8, 0.82)
 
 
-def test_failed_and_older_runs_are_not_records():
+def test_failed_and_older_runs_are_not_records_and_later_params_do_not_matter():
     broken = exp_data()
     del broken["metrics"]["metrics/evaluate.json"]  # a run that failed before evaluate
     older = exp_data()
     del older["params"]["params.yaml"]["data"]["student"]["train_fraction"]  # from before the param existed
     assert records.from_exp_show(exp_show(broken, older)) == []
+
+    before_export = exp_data()
+    del before_export["params"]["params.yaml"]["data"]["export"]  # a run from before the export stage
+    runs = frame(before_export)
+    assert "params.export.calibration_images" not in runs.columns
+    assert len(records.comparable(runs, BASELINE)) == 1
 
 
 def test_collecting_twice_keeps_one_row_per_setting_and_the_first_one(tmp_path):

@@ -13,12 +13,11 @@ from pathlib import Path
 import pandas as pd
 
 from common import outputs, params
-from common.cli import UserError
 
 RUNS_FILE = Path("reports/runs.csv")
 MODELS = ("teacher", "student", "distilled")
 # What a sweep varies; every other param is the recipe, which must match within a comparison.
-ARCH, FRACTION, SEED, TEMPERATURE, ALPHA = (
+ARCH, FRACTION, SEED, TEMPERATURE, ALPHA = VARIED = (
     "params.teacher.arch", "params.student.train_fraction", "params.student.seed",
     "params.distill.temperature", "params.distill.alpha",
 )
@@ -34,8 +33,9 @@ def flatten(tree: dict, prefix: str) -> dict:
         if isinstance(value, dict):
             flat |= flatten(value, name)
         else:
-            # Lists as JSON text, so a CSV cell holds them and pandas compares them as plain values.
-            flat[name] = json.dumps(value) if isinstance(value, list) else value
+            # Lists and nulls as JSON text, so a CSV cell holds them and pandas compares them as plain
+            # values; an empty cell then means only that the run predates the param.
+            flat[name] = json.dumps(value) if isinstance(value, list) or value is None else value
     return flat
 
 
@@ -46,10 +46,13 @@ def record(name: str, commit: str, data: dict) -> dict | None:
         metrics = {path: entry["data"] for path, entry in data["metrics"].items()}
         training = {model: metrics[f"metrics/training/{model}.json"] for model in STUDENTS_JSON}
         test = metrics["metrics/evaluate.json"]
-        params.validate(raw)  # runs from before today's schema are not comparable
-    except (KeyError, TypeError, UserError):
+    except (KeyError, TypeError):
         return None
     row = {"experiment": name, "commit": commit, **flatten(raw, "params")}
+    # A run from before the sweep's params existed is not comparable. Params added later (a new
+    # stage's section) may be missing: a comparison checks only the params the records hold.
+    if not set(VARIED) <= set(row):
+        return None
     for model, loss_key in STUDENTS_JSON.items():
         loss_name = "hard_loss" if model == "distilled" else "loss"
         row |= {
@@ -101,20 +104,22 @@ def save(frame: pd.DataFrame, path: Path = RUNS_FILE) -> None:
 
 def recipe_columns(frame: pd.DataFrame) -> list[str]:
     """The params a comparison holds fixed: all but the varied ones and the teacher's recipe (set by arch)."""
-    varied = {ARCH, FRACTION, SEED, TEMPERATURE, ALPHA}
     return [column for column in param_columns(frame)
-            if column not in varied and not column.startswith("params.teacher.")]
+            if column not in VARIED and not column.startswith("params.teacher.")]
 
 
 def comparable(frame: pd.DataFrame, baseline: dict) -> pd.DataFrame:
-    """The runs whose recipe (all params but the varied ones and the teacher's) is `baseline`'s."""
+    """The runs whose recipe (all params but the varied ones and the teacher's) is `baseline`'s.
+
+    A param that a run does not have (it was added later, with a stage the run did not have) does
+    not count against it.
+    """
     if frame.empty:
         return frame
     expected = flatten(baseline, "params")
     keep = pd.Series(True, index=frame.index)
     for column in recipe_columns(frame):
-        value = expected.get(column)
-        keep &= frame[column].isna() if value is None else frame[column] == value
+        keep &= frame[column].isna() | (frame[column] == expected.get(column))
     return frame[keep]
 
 
