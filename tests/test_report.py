@@ -79,6 +79,7 @@ def test_collecting_twice_keeps_one_row_per_setting_and_the_first_one(tmp_path):
     records.save(frame(exp_data(seed=0, distilled=0.82)), path)
     again = records.merge(records.load(path), records.from_exp_show(exp_show(exp_data(seed=0, distilled=0.9), exp_data(seed=1))))
     assert again[records.SEED].tolist() == [0, 1]
+    assert again["params.student.decay_steps"].tolist() == ["null", "null"]  # read back as written
     assert again["test.distilled.accuracy"].tolist() == [0.82, 0.82]
     records.save(again, path)
     written = path.read_bytes()
@@ -140,6 +141,9 @@ def test_verdict_phase_adds_the_seeds_the_chosen_cell_lacks():
                    for seed in sweep.SELECTION_SEEDS for t in sweep.TEMPERATURES for _ in [0]),
                  *(exp_data(seed=seed, temperature=t, alpha=0) for seed in sweep.SELECTION_SEEDS for t in sweep.TEMPERATURES))
     assert sweep.verdict_runs(runs) == [("cnn", 0.01, seed, 4.0, 0.5) for seed in range(2, 5)]
+    # With one cell missing, nothing is chosen yet: the missing cell might be the best.
+    incomplete = runs[~((runs[records.TEMPERATURE] == 8) & (runs[records.ALPHA] == 0) & (runs[records.SEED] == 1))]
+    assert sweep.verdict_runs(incomplete) == []
 
 
 def test_report_files_from_the_records_alone(tmp_path):

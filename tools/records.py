@@ -93,7 +93,8 @@ def merge(existing: pd.DataFrame, rows: list[dict]) -> pd.DataFrame:
 def load(path: Path = RUNS_FILE) -> pd.DataFrame:
     if not path.exists():
         return pd.DataFrame()
-    return pd.read_csv(path)
+    # Only an empty cell is missing: pandas would otherwise read the JSON text "null" as NaN too.
+    return pd.read_csv(path, keep_default_na=False, na_values=[""])
 
 
 def save(frame: pd.DataFrame, path: Path = RUNS_FILE) -> None:

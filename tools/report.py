@@ -58,14 +58,14 @@ def verdict(runs: pd.DataFrame) -> dict:
 
 
 def analyse(runs: pd.DataFrame) -> list[dict]:
-    """One entry per teacher and transfer-set size that has its selection grid recorded."""
+    """One entry per teacher and transfer-set size whose selection grid is complete."""
     results = []
     for teacher in sweep.TEACHERS:
         for fraction in sweep.FRACTIONS:
-            at_size = runs[(runs[records.ARCH] == teacher) & (runs[records.FRACTION] == fraction)]
-            chosen = records.choose(at_size, sweep.SELECTION_SEEDS) if not at_size.empty else None
+            chosen = sweep.chosen_cell(runs, teacher, fraction)
             if chosen is None:
                 continue
+            at_size = runs[(runs[records.ARCH] == teacher) & (runs[records.FRACTION] == fraction)]
             cell = at_size[(at_size[records.TEMPERATURE] == chosen[0]) & (at_size[records.ALPHA] == chosen[1])]
             cell = cell[cell[records.SEED].isin(list(sweep.verdict_seeds(fraction)))]
             grid = records.cell_means(at_size, sweep.SELECTION_SEEDS)

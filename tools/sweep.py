@@ -49,11 +49,21 @@ def selection_runs(runs) -> list[tuple]:
     ]
 
 
+def chosen_cell(runs, teacher: str, fraction: float) -> tuple[float, float] | None:
+    """The (T, alpha) chosen on validation for this teacher and size, once every cell of the grid has
+    run on every selection seed; None before that, since a cell still missing might be the best."""
+    if runs.empty:
+        return None
+    at_size = runs[(runs[records.ARCH] == teacher) & (runs[records.FRACTION] == fraction)]
+    if len(records.cell_means(at_size, SELECTION_SEEDS)) < len(TEMPERATURES) * len(ALPHAS):
+        return None
+    return records.choose(at_size, SELECTION_SEEDS)
+
+
 def verdict_runs(runs) -> list[tuple]:
     wanted = []
     for teacher, fraction in itertools.product(TEACHERS, FRACTIONS):
-        at_size = runs[(runs[records.ARCH] == teacher) & (runs[records.FRACTION] == fraction)] if not runs.empty else runs
-        chosen = records.choose(at_size, SELECTION_SEEDS) if not at_size.empty else None
+        chosen = chosen_cell(runs, teacher, fraction)
         if chosen is None:
             print(f"note: {teacher} teacher at {fraction:g}: selection grid not recorded yet", file=sys.stderr)
             continue
