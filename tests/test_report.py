@@ -36,12 +36,15 @@ def exp_data(arch="cnn", fraction=0.01, seed=0, temperature=1, alpha=0.5, *, val
     }
 
 
-def exp_show(*experiments: dict, commit_data: dict | None = None) -> list:
+def exp_show(*experiments: dict, commit_data: dict | None = None, failed: dict | None = None) -> list:
     revisions = [{"rev": f"{index:040x}", "name": f"exp-{index}", "data": data} for index, data in enumerate(experiments)]
+    ranges = [{"name": revision["name"], "revs": [revision], "executor": {"state": "success"}} for revision in revisions]
+    if failed:
+        ranges.append({"name": "exp-failed", "revs": [{"rev": "f" * 40, "name": "exp-failed", "data": failed}],
+                       "executor": {"state": "failed"}})
     return [
         {"rev": "workspace", "name": None, "data": commit_data or {}},
-        {"rev": "a" * 40, "name": "main", "data": commit_data or {},
-         "experiments": [{"name": revision["name"], "revs": [revision]} for revision in revisions]},
+        {"rev": "a" * 40, "name": "main", "data": commit_data or {}, "experiments": ranges},
     ]
 
 
@@ -66,6 +69,8 @@ def test_failed_and_older_runs_are_not_records_and_later_params_do_not_matter():
     older = exp_data()
     del older["params"]["params.yaml"]["data"]["student"]["train_fraction"]  # from before the param existed
     assert records.from_exp_show(exp_show(broken, older)) == []
+    # A failed queued run: its new params beside metrics that are still the commit's.
+    assert records.from_exp_show(exp_show(failed=exp_data())) == []
 
     before_export = exp_data()
     del before_export["params"]["params.yaml"]["data"]["export"]  # a run from before the export stage

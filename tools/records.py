@@ -72,6 +72,8 @@ def from_exp_show(exp_show: list) -> list[dict]:
         if commit["rev"] == "workspace":
             continue  # a copy of HEAD or of the last experiment applied
         for experiment in commit.get("experiments") or []:
+            if (experiment.get("executor") or {}).get("state") in ("failed", "queued", "running"):
+                continue  # a failed run shows its params beside the metrics of the commit it started from
             for revision in experiment.get("revs") or []:
                 name = revision.get("name") or experiment.get("name") or revision["rev"][:7]
                 rows.append(record(name, commit["rev"], revision.get("data") or {}))
