@@ -100,6 +100,7 @@ def picture(rows: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     shown = {("teacher", deploy.FLOAT32): "teacher", ("student", deploy.FLOAT32): "student",
              ("distilled", deploy.FLOAT32): "distilled", ("distilled", deploy.INT8): "distilled int8"}
@@ -110,9 +111,15 @@ def picture(rows: list[dict], path: Path) -> None:
             continue
         for axes, x in ((by_latency, row["one_thread"]["latency_p50_ms"]), (by_size, row["bytes"] / 1000)):
             axes.scatter(x, row["accuracy"], s=40)
-            axes.annotate(label, (x, row["accuracy"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+            # int8 labels below their point, so they clear the float model's label beside them
+            offset = (5, -10) if row["format"] == deploy.INT8 else (5, 4)
+            axes.annotate(label, (x, row["accuracy"]), textcoords="offset points", xytext=offset, fontsize=8)
     by_latency.set(xscale="log", xlabel="batch-1 latency, p50 (ms, one thread, LiteRT)", ylabel="test accuracy")
     by_size.set(xscale="log", xlabel="file size (KB)")
+    for axes in (by_latency, by_size):
+        # Plain numbers on the log axes; matplotlib's minor labels (2x10^-2, ...) run into each other.
+        axes.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        axes.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     figure.suptitle("Accuracy against latency and size of the deployed files")
     figure.tight_layout()
     with outputs.replacing(path) as partial:
