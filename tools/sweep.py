@@ -15,7 +15,8 @@ import sys
 
 from tools import records
 
-# The MLP teacher is the reference code's network and recipe; the CNN teacher is params.yaml's default.
+# The MLP teacher is the reference code's network, at its batch size and epoch count; the CNN teacher is
+# params.yaml's default.
 TEACHERS = {
     "cnn": ("teacher.arch=cnn",),
     "mlp": ("teacher.arch=mlp", "teacher.batch_size=256", "teacher.epochs=50"),
