@@ -3,6 +3,7 @@
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -73,10 +74,15 @@ class Repo:
         return self.run(sys.executable, "-m", "dvc", *args)
 
     def start_dvc(self, *args: str) -> subprocess.Popen:
-        """`dvc` in its own process group, as a terminal would run it, with output streamed line by line."""
+        """`dvc` in its own process group, as a terminal would run it, with output streamed line by line.
+
+        Ctrl-C's default action is restored for it: a test run started in the background (`make test &`,
+        some CI runners) inherits SIGINT as ignored, and the stages would then never see the interrupt.
+        """
         return subprocess.Popen(
             [sys.executable, "-m", "dvc", *args], cwd=self.path, env=self.env, text=True,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
 
     def commit(self, message: str) -> None:

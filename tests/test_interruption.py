@@ -9,10 +9,8 @@ from dvc_repo import SMALL, Repo, stages_run
 
 pytestmark = pytest.mark.e2e
 
-# Enough teacher epochs that training is still well under way when the test strikes at the second:
-# the CNN teacher runs about a second an epoch on this subset, so a strike at the third of five
-# epochs could land after training had already finished on a busy machine.
-LONGER_TEACHER = {**SMALL, "teacher": {"epochs": 8, "patience": 8}}
+# Enough teacher epochs that training is still under way when the test strikes at the third.
+LONGER_TEACHER = {**SMALL, "teacher": {"epochs": 5, "patience": 5}}
 
 
 @pytest.fixture(scope="module")
@@ -24,12 +22,12 @@ def repo(tmp_path_factory) -> Repo:
 
 
 def interrupt_teacher_training(repo: Repo, kill, *repro_args: str) -> str:
-    """Starts `dvc repro`, waits for the teacher's second epoch, then calls kill(dvc_process)."""
+    """Starts `dvc repro`, waits for the teacher's third epoch, then calls kill(dvc_process)."""
     dvc = repo.start_dvc("repro", *repro_args)
     seen = []
     for line in dvc.stdout:
         seen.append(line)
-        if "Running stage 'train@teacher'" in "".join(seen) and line.startswith("Epoch 2/"):
+        if "Running stage 'train@teacher'" in "".join(seen) and line.startswith("Epoch 3/"):
             kill(dvc)
             break
     seen.extend(dvc.stdout)
