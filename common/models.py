@@ -181,9 +181,10 @@ def fit(
     Returns a summary of the run for the stage's metrics file.
     """
     examples, steps = len(x_train), steps_per_epoch(len(x_train), recipe)
-    if steps * recipe.batch_size > len(x_train):
-        # A small transfer set: each epoch cycles through it several times (Keras shuffles the
-        # copies together), so the run still takes `min_steps` optimizer steps.
+    if steps * recipe.batch_size > examples:
+        # Every epoch is `steps` full batches, the data cycled to fill them (Keras shuffles the copies
+        # together): a small transfer set passes several times, so the run still takes `min_steps`
+        # steps; a full split completes its last batch from its first images (40 of 55,000 at 256).
         x_train, y_train = repeat_to(x_train, steps * recipe.batch_size), repeat_to(y_train, steps * recipe.batch_size)
     model.compile(
         optimizer=make_optimizer(recipe, recipe.epochs * steps),
