@@ -143,7 +143,7 @@ def test_sweep_queues_only_what_is_missing():
 
 def test_verdict_phase_adds_the_seeds_the_chosen_cell_lacks():
     runs = frame(*(exp_data(seed=seed, temperature=t, val=0.8 + (t == 4) * 0.01)
-                   for seed in sweep.SELECTION_SEEDS for t in sweep.TEMPERATURES for _ in [0]),
+                   for seed in sweep.SELECTION_SEEDS for t in sweep.TEMPERATURES),
                  *(exp_data(seed=seed, temperature=t, alpha=0) for seed in sweep.SELECTION_SEEDS for t in sweep.TEMPERATURES))
     assert sweep.verdict_runs(runs) == [("cnn", 0.01, seed, 4.0, 0.5) for seed in range(2, 5)]
     # With one cell missing, nothing is chosen yet: the missing cell might be the best.
