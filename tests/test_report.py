@@ -126,6 +126,20 @@ def test_verdict_by_hand():
     assert result["student"] == pytest.approx([0.81, 0.01]) and result["distilled"] == pytest.approx([0.83, 0.02])
 
 
+def test_a_number_among_text_in_the_records_compares_as_the_number(tmp_path):
+    # The subset is null in one run and 2000 in another: read back from CSV, the column is text.
+    path = tmp_path / "runs.csv"
+    runs = frame(exp_data(seed=0), exp_data(seed=1))
+    runs.loc[runs[records.SEED] == 1, "params.prepare.subset"] = "2000"  # as a text column holds it
+    records.save(runs, path)
+    loaded = records.load(path)
+    assert loaded["params.prepare.subset"].tolist() == ["null", "2000"]
+    small = copy.deepcopy(BASELINE)
+    small["prepare"]["subset"] = 2000
+    assert records.comparable(loaded, small)[records.SEED].tolist() == [1]
+    assert records.comparable(loaded, BASELINE)[records.SEED].tolist() == [0]
+
+
 def test_sweep_queues_only_what_is_missing():
     grid = [(teacher, 0.01, seed, 1.0, 0.5) for teacher in sweep.TEACHERS for seed in sweep.SELECTION_SEEDS]
     runs = frame(exp_data(arch="cnn", seed=0, temperature=1, alpha=0.5))

@@ -122,8 +122,16 @@ def comparable(frame: pd.DataFrame, baseline: dict) -> pd.DataFrame:
     expected = flatten(baseline, "params")
     keep = pd.Series(True, index=frame.index)
     for column in recipe_columns(frame):
-        keep &= frame[column].isna() | (frame[column] == expected.get(column))
+        keep &= frame[column].isna() | equals(frame[column], expected.get(column))
     return frame[keep]
+
+
+def equals(column: pd.Series, value) -> pd.Series:
+    """Which cells hold `value`. A column that also holds text ("null", "auto") is read as text, so a
+    number in it is compared as a number: "2000" and 2000, "1000.0" and 1000 are the same param."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return pd.to_numeric(column, errors="coerce") == value
+    return column.astype(str) == str(value)
 
 
 def load_comparable(params_path: Path = Path("params.yaml"), path: Path = RUNS_FILE) -> pd.DataFrame:
