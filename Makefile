@@ -1,6 +1,14 @@
 # Two commands do everything: `make repro` (set up + run the pipeline) and `make test`.
 PYTHON ?= python3
+# GPU=1 (make setup GPU=1, make repro GPU=1, ...): TensorFlow with CUDA from the package registry, in a
+# venv of its own, as requirements-gpu.lock pins it. Without it, the CPU build of requirements.lock.
+ifdef GPU
+VENV := .venv-gpu
+LOCK := requirements-gpu.lock
+else
 VENV := .venv
+LOCK := requirements.lock
+endif
 BIN := $(VENV)/bin
 # dvc.yaml's commands call `python`: the venv's must come first, as after `source .venv/bin/activate`.
 IN_VENV := PATH="$(CURDIR)/$(BIN):$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)"
@@ -44,16 +52,19 @@ predict: $(VENV)/.installed
 setup: $(VENV)/.installed
 
 # The stamp is rebuilt whenever the lock changes, so a pulled lock reinstalls.
-$(VENV)/.installed: requirements.lock
+$(VENV)/.installed: $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --requirement requirements.lock
+	$(BIN)/python -m pip install --quiet --requirement $(LOCK)
 	touch $@
 
-# Regenerates the exact pins from pyproject.toml; run after changing dependencies.
+# Regenerates both locks' exact pins from pyproject.toml; run after changing dependencies. Each lock
+# keeps the pins it had where they still fit, so the two differ only in TensorFlow's build.
 lock: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet pip-tools==7.6.2
-	$(BIN)/pip-compile --quiet --strip-extras --extra test --no-emit-find-links \
+	$(BIN)/pip-compile --quiet --strip-extras --extra cpu --extra test --no-emit-find-links \
 		--no-emit-index-url --output-file requirements.lock pyproject.toml
+	$(BIN)/pip-compile --quiet --strip-extras --extra gpu --extra test --no-emit-find-links \
+		--no-emit-index-url --output-file requirements-gpu.lock pyproject.toml
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf .venv .venv-gpu
