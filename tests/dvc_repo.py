@@ -6,7 +6,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import yaml
@@ -74,13 +73,17 @@ class Repo:
         return self.run(sys.executable, "-m", "dvc", *args)
 
     def start_dvc(self, *args: str) -> subprocess.Popen:
-        """`dvc` in its own process group, as a terminal would run it, with output streamed line by line.
+        """`dvc` in its own process group, as a terminal would run it, with output streamed line by line."""
+        return self.start(sys.executable, "-m", "dvc", *args)
+
+    def start(self, *command: str) -> subprocess.Popen:
+        """A command in its own process group, its output and errors in one stream, read line by line.
 
         Ctrl-C's default action is restored for it: a test run started in the background (`make test &`,
         some CI runners) inherits SIGINT as ignored, and the stages would then never see the interrupt.
         """
         return subprocess.Popen(
-            [sys.executable, "-m", "dvc", *args], cwd=self.path, env=self.env, text=True,
+            command, cwd=self.path, env=self.env, text=True,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
@@ -91,15 +94,6 @@ class Repo:
 
     def read(self, name: str) -> bytes:
         return (self.path / name).read_bytes()
-
-    def run_queue(self, jobs: int = 2, timeout_s: float = 600) -> dict[str, str]:
-        """Starts the queued experiments and waits for them: {experiment name: Success or Failed}."""
-        self.dvc("queue", "start", "--jobs", str(jobs))
-        deadline = time.monotonic() + timeout_s
-        while re.search(r"\b(Queued|Running)\b", status := self.dvc("queue", "status")):
-            assert time.monotonic() < deadline, status
-            time.sleep(2)
-        return dict(re.findall(r"^\S+\s+(\S+)\s+.*?\b(Success|Failed)\b", status, re.MULTILINE))
 
     def lock_entries(self, *leave_out: str) -> dict:
         """dvc.lock's stage entries, less the stages named."""

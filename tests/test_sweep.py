@@ -1,49 +1,109 @@
-"""End to end: a sweep queued with DVC runs in the background, and its runs become committed records.
+"""End to end: a sweep fanned out as CI runs it (.github/workflows/sweep.yml), simulated on one machine.
 
-Queued experiments run in a temporary copy that holds only what git tracks, as the shared repository does.
+A bare git repository stands in for the git host and a local folder for the S3, GCS or SSH remote.
+A prepare clone runs the shared stages, two worker clones run their slices of the grid at the same time,
+and a collector clone turns what they pushed into the committed records and the report.
 """
 
 import json
+import re
 import sys
 
-import pandas as pd
 import pytest
-from dvc_repo import stages_run
+from dvc_repo import ALL_STAGES, ROOT, Repo, stages_run
 
-from tools import records
+from tools import fanout, records
 
 pytestmark = pytest.mark.e2e
 
+GRID = """\
+# A run like the commit's but at T = 2; one with the other teacher on half the training set; a bad one.
+distill.temperature=2
+teacher.arch=mlp student.train_fraction=0.5 distill.temperature=4
+distill.temperature=-1
+"""
+GOOD, OTHER_TEACHER, BAD = (line.split() for line in GRID.splitlines()[1:])
 
-def test_queued_runs_are_collected_and_a_failing_one_says_why(repo, reproduced, restore, tmp_path):
-    repo.dvc("exp", "run", "--queue", "-S", "student.train_fraction=0.5", "-S", "distill.temperature=2,-1")
-    finished = repo.run_queue()
-    assert sorted(finished.values()) == ["Failed", "Success"], finished
-    failed = next(name for name, state in finished.items() if state == "Failed")
-    succeeded = next(name for name, state in finished.items() if state == "Success")
-    # One bad cell fails with its one line and does not stop the others.
-    assert "error: params.yaml: distill.temperature = -1 is invalid: input should be greater than 0" in repo.dvc(
-        "queue", "logs", failed)
-    # The teacher and the data come from the reproduced repository; only the students and what follows run.
-    log = repo.dvc("queue", "logs", succeeded)
-    assert stages_run(log) == {"check_params", "train@student", "distill", "evaluate", "export"}, log
-    assert repo.dvc("status").strip() == "Data and pipelines are up to date."  # the workspace was never touched
 
-    runs_file = tmp_path / "runs.csv"
-    repo.run(sys.executable, "-m", "tools.collect", "--runs", str(runs_file))
-    runs = pd.read_csv(runs_file)
-    shown = json.loads(repo.dvc("exp", "show", "--json"))
-    experiments = {revision["name"]: revision["data"] for commit in shown for experiment in commit.get("experiments") or []
-                   for revision in experiment["revs"]}
-    # The committed run (the whole split) and the queued one that succeeded; the failed one is no record.
-    assert sorted(runs[records.FRACTION]) == [0.5, 1.0] and failed not in set(runs["experiment"])
-    row = runs[runs["experiment"] == succeeded].iloc[0]
-    data = experiments[succeeded]
-    assert row[records.TEMPERATURE] == 2
-    evaluate = data["metrics"]["metrics/evaluate.json"]["data"]
-    assert row["test.distilled.accuracy"] == evaluate["distilled"]["accuracy"]
-    assert row["test.student.accuracy"] == evaluate["student"]["accuracy"]
-    distilled = data["metrics"]["metrics/training/distilled.json"]["data"]
-    assert (row[records.SELECT_ON], row[records.TIE_BREAK]) == (distilled["val_accuracy"], distilled["val_hard_loss"])
+def test_a_sweep_fans_out_to_workers_that_share_only_a_git_and_a_dvc_remote(reproduced_template, tmp_path):
+    template = Repo(reproduced_template[0])
+    origin, remote, grid = tmp_path / "origin.git", tmp_path / "dvc-remote", tmp_path / "grid.txt"
+    template.run("git", "clone", "-q", "--bare", str(template.path), str(origin))
+    grid.write_text(GRID)
+
+    def clone(name: str) -> Repo:
+        template.run("git", "clone", "-q", str(origin), str(tmp_path / name))
+        repo = Repo(tmp_path / name)
+        repo.dvc("remote", "add", "--local", "--default", "shared", str(remote))
+        return repo
+
+    def fanout_job(repo: Repo, *args: str) -> str:
+        return repo.run(sys.executable, "-m", "tools.fanout", *args)
+
+    # The prepare job: the committed pipeline from scratch, then each shared setting the grid holds.
+    prepare = clone("prepare")
+    result = prepare.attempt(sys.executable, "-m", "tools.fanout", "prepare", str(grid))
+    assert result.returncode == 0, result.stderr
+    assert stages_run(result.stdout) == ALL_STAGES
+    # Each teacher once: the commit's CNN and the grid's MLP; the student on half the set once too.
+    assert result.stdout.count("Running stage 'train@teacher'") == 2
+    assert result.stdout.count("Running stage 'train@student'") == 2
+    # A fresh clone reproduces the committed results byte for byte (dvc.lock holds every output's hash),
+    # and prepare leaves the workspace as the commit has it.
+    assert prepare.read("dvc.lock") == template.read("dvc.lock")
+    assert prepare.run("git", "status", "--porcelain") == ""
+    for name in ("models/distilled.weights.h5", "models/export/distilled/int8.tflite",
+                 "models/export/distilled/saved_model/saved_model.pb"):
+        assert prepare.read(name) == template.read(name), f"{name} differs on a fresh clone"
+
+    # Two workers at once, in clones that hold nothing but the commit and the remote's address.
+    workers = [clone("worker0"), clone("worker1")]
+    started = [worker.start(sys.executable, "-m", "tools.fanout", "work", str(grid), "--slice", str(index), "--of", "2")
+               for index, worker in enumerate(workers)]
+    outputs = [process.communicate(timeout=600)[0] for process in started]
+    # Worker 0 had the good run and the bad one: it pushes the first and names why the second failed.
+    assert [process.returncode for process in started] == [1, 0], outputs
+    assert re.search(rf"^error: run {fanout.run_name(BAD)} \(distill.temperature=-1\) failed: error: params.yaml: "
+                     r"distill.temperature = -1 is invalid: input should be greater than 0$", outputs[0], re.MULTILINE)
+    assert "worker 0 of 2: 1 runs pushed, 1 failed" in outputs[0]
+    assert "worker 1 of 2: 1 runs pushed, 0 failed" in outputs[1]
+
+    # Neither worker trained a teacher or a baseline student: the commit's stages came from the remote
+    # unchanged, the grid's from the run cache that prepare pushed.
+    good_log = workers[0].dvc("queue", "logs", fanout.run_name(GOOD))
+    other_log = workers[1].dvc("queue", "logs", fanout.run_name(OTHER_TEACHER))
+    assert stages_run(good_log) == stages_run(other_log) == {"check_params", "distill", "evaluate", "export"}
+    for stage in ("train@teacher", "train@student"):
+        assert f"Pulling data for stage: '{stage}'" in good_log, good_log
+        assert f"Stage '{stage}' is cached - skipping run, checking out outputs" in other_log, other_log
+    for worker in workers:
+        assert worker.run("git", "status", "--porcelain") == ""  # the queued runs left the workspace alone
+
+    # A worker started again finds its runs pushed and queues nothing.
+    again = workers[1].attempt(sys.executable, "-m", "tools.fanout", "work", str(grid), "--slice", "1", "--of", "2")
+    assert again.returncode == 0 and "worker 1 of 2: 1 runs, 1 already pushed" in again.stderr, again.stderr
+
+    collector = clone("collector")
+    fanout_job(collector, "collect")
+    recorded = records.load(collector.path / records.RUNS_FILE)
+    runs = recorded[recorded["commit"] == collector.run("git", "rev-parse", "HEAD").strip()]  # this sweep's
+    shown = json.loads(collector.dvc("exp", "show", "--json", "--all-commits"))
+    experiments = {revision["name"]: revision["data"] for commit in shown
+                   for experiment in commit.get("experiments") or [] for revision in experiment["revs"]}
+    assert set(experiments) == {fanout.run_name(GOOD), fanout.run_name(OTHER_TEACHER)}
+    # Every pushed run and the commit's own run, beside the records the project had; the failed one is none.
+    assert len(recorded) == len(records.load(ROOT / records.RUNS_FILE)) + 3
+    assert sorted(zip(runs[records.ARCH], runs[records.TEMPERATURE])) == [("cnn", 1), ("cnn", 2), ("mlp", 4)]
+    for name, data in experiments.items():
+        row = runs[runs["experiment"] == name].iloc[0]
+        evaluate = data["metrics"]["metrics/evaluate.json"]["data"]
+        assert row["test.distilled.accuracy"] == evaluate["distilled"]["accuracy"]
+        assert row["test.student.accuracy"] == evaluate["student"]["accuracy"]
+        distilled = data["metrics"]["metrics/training/distilled.json"]["data"]
+        assert (row[records.SELECT_ON], row[records.TIE_BREAK]) == (distilled["val_accuracy"], distilled["val_hard_loss"])
     # Half of the 1500 training images, class by class.
-    assert data["metrics"]["metrics/training/student.json"]["data"]["train_examples"] == 750
+    other = experiments[fanout.run_name(OTHER_TEACHER)]
+    assert other["metrics"]["metrics/training/student.json"]["data"]["train_examples"] == 750
+    # The report counts them all (two sizes' worth of grid is too few for a verdict, and it says none).
+    summary = json.loads((collector.path / "reports/summary.json").read_text())
+    assert summary == {"runs": 3, "results": []}

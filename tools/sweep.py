@@ -3,6 +3,9 @@
     python -m tools.sweep select [--dry-run]    # every T x alpha cell, 2 seeds, each size, both teachers
     python -m tools.sweep verdict [--dry-run]   # more seeds for each size's chosen cell (after `make collect`)
 
+--dry-run prints the runs instead, one line of params overrides each: the grid file that
+tools/fanout.py spreads over many machines.
+
 The selection phase runs the grid at each transfer-set size for each teacher. The verdict phase reads
 reports/runs.csv, takes the cell chosen on validation at each size, and queues the seeds it still
 lacks: 5 in all, 10 on the full training set. Both phases skip runs already recorded.
@@ -73,36 +76,39 @@ def verdict_runs(runs) -> list[tuple]:
     return wanted
 
 
+def overrides(teacher: str, fraction: float, seed, temperature: float, alpha: float) -> list[str]:
+    """The params overrides of one run; `seed` may be a Hydra choice list, "2,3,4"."""
+    return [*TEACHERS[teacher], f"student.train_fraction={fraction}", f"student.seed={seed}",
+            f"distill.temperature={temperature:g}", f"distill.alpha={alpha:g}"]
+
+
 def batches(wanted: list[tuple]) -> list[list[str]]:
     """The -S sets that queue `wanted`, one `dvc exp run --queue` per teacher, size and cell, with the seeds
     as one Hydra choice list (`student.seed=2,3,4`), which queues one experiment per seed."""
     seeds = {}
     for teacher, fraction, seed, temperature, alpha in wanted:
         seeds.setdefault((teacher, fraction, temperature, alpha), []).append(seed)
-    return [
-        [*TEACHERS[teacher], f"student.train_fraction={fraction}", f"student.seed={','.join(map(str, cell_seeds))}",
-         f"distill.temperature={temperature:g}", f"distill.alpha={alpha:g}"]
-        for (teacher, fraction, temperature, alpha), cell_seeds in seeds.items()
-    ]
+    return [overrides(teacher, fraction, ",".join(map(str, cell_seeds)), temperature, alpha)
+            for (teacher, fraction, temperature, alpha), cell_seeds in seeds.items()]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("phase", choices=("select", "verdict"))
-    parser.add_argument("--dry-run", action="store_true", help="print the -S sets instead of queueing them")
+    parser.add_argument("--dry-run", action="store_true", help="print the runs, one per line, instead of queueing them")
     args = parser.parse_args()
 
     runs = records.load_comparable()
     wanted = selection_runs(runs) if args.phase == "select" else verdict_runs(runs)
+    if args.dry_run:
+        for run in wanted:
+            print(" ".join(overrides(*run)))
+        print(f"{len(wanted)} runs to queue, or to spread over machines with tools.fanout", file=sys.stderr)
+        return
     for sets in batches(wanted):
-        if args.dry_run:
-            print(" ".join(sets))
-            continue
         command = ["dvc", "exp", "run", "--queue", *itertools.chain.from_iterable(("-S", item) for item in sets)]
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    print(f"{len(wanted)} experiments {'to queue' if args.dry_run else 'queued'}; run them with `dvc queue start -j 2`",
-          file=sys.stderr)
-
+    print(f"{len(wanted)} experiments queued; run them with `dvc queue start -j 2`", file=sys.stderr)
 
 if __name__ == "__main__":
     main()
