@@ -110,5 +110,6 @@ def main() -> None:
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     print(f"{len(wanted)} experiments queued; run them with `dvc queue start -j 2`", file=sys.stderr)
 
+
 if __name__ == "__main__":
     main()
