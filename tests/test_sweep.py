@@ -48,9 +48,9 @@ def test_a_sweep_fans_out_to_workers_that_share_only_a_git_and_a_dvc_remote(repr
     # Each teacher once: the commit's CNN and the grid's MLP; the student on half the set once too.
     assert result.stdout.count("Running stage 'train@teacher'") == 2
     assert result.stdout.count("Running stage 'train@student'") == 2
-    # A fresh clone reproduces the committed results byte for byte (dvc.lock holds every output's hash),
-    # and prepare leaves the workspace as the commit has it.
-    assert prepare.read("dvc.lock") == template.read("dvc.lock")
+    # A fresh clone reproduces the committed results byte for byte: dvc.lock, which holds every output's
+    # hash, and the metrics. prepare then leaves the workspace as the commit has it.
+    assert "prepare: the commit's dvc.lock and metrics reproduced as committed" in result.stderr, result.stderr
     assert prepare.run("git", "status", "--porcelain") == ""
     for name in ("models/distilled.weights.h5", "models/export/distilled/int8.tflite",
                  "models/export/distilled/saved_model/saved_model.pb"):

@@ -125,6 +125,12 @@ def prepare(grid: list[list[str]]) -> None:
     if git("status", "--porcelain", "--untracked-files=no"):
         fail("the git workspace has changes; prepare runs from a clean checkout of the commit the workers use")
     dvc("repro", "--pull")
+    if changed := git("status", "--porcelain", "--untracked-files=no"):
+        print("note: `dvc repro` changed what the commit holds; its results did not reproduce here, or were not "
+              "committed after a change (the workers restore the shared stages from the run cache either way):\n"
+              + changed, file=sys.stderr)
+    else:
+        print("prepare: the commit's dvc.lock and metrics reproduced as committed", file=sys.stderr, flush=True)
     dvc("push", "--run-cache")
     push_run_cache_outputs()
     lock = yaml.safe_load(Path("dvc.lock").read_text())
