@@ -1,10 +1,12 @@
-"""One process's epoch timings, for bench.run: `python -m bench.epochs {old,new} EPOCHS` in a pipeline repo.
+"""One process's epoch timings, for bench.run: `python -m bench.epochs {old,new,teacher} EPOCHS` in a pipeline repo.
 
 Each engine runs in its own process, as a stage does, because op determinism, which the old path
 turns on, cannot be turned off again in a process and keeps Keras from using XLA.
 
     old: today's path before the speed work: no XLA, one step per call, op determinism on
     new: params.yaml's train section (XLA for the MLPs, 16 steps per call)
+    teacher: the teacher of params.yaml (the CNN) with that section, beside a convolution of its own
+             shape, timed as the teacher trains it (no XLA for a CNN)
 
 Prints one JSON line: import seconds, first-epoch seconds (graph tracing and XLA compilation) and
 the seconds of each later epoch, for the student and the distilled student; the new engine also
@@ -17,6 +19,7 @@ IMPORTS_STARTED = time.perf_counter()
 
 import argparse  # noqa: E402  (the imports are what the first figure times)
 import json  # noqa: E402
+import math  # noqa: E402
 
 import common  # noqa: E402,F401  (first: it sets the environment TensorFlow reads at import)
 
@@ -60,13 +63,79 @@ def matmul_gflops(batch: int, inputs: int, units: int, repeats: int = 400) -> fl
     return 2 * batch * inputs * units * repeats / best / 1e9
 
 
+def forward_macs(model: keras.Model) -> int:
+    """Multiply-adds of one image's forward pass through the convolutions and dense layers."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            height, width, channels_out = layer.output.shape[1:]
+            total += height * width * channels_out * math.prod(layer.kernel_size) * layer.input.shape[-1]
+        elif isinstance(layer, keras.layers.Dense):
+            total += layer.input.shape[-1] * layer.units
+    return total
+
+
+def conv_gflops(batch: int, size: int, channels_in: int, channels_out: int, repeats: int = 20) -> float:
+    """The rate of one training-step-sized 3x3 convolution, many in one call, compiled as the CNN is (no XLA)."""
+    images = tf.random.stateless_uniform((batch, size, size, channels_in), seed=(1, 2))
+    kernel = tf.random.stateless_uniform((3, 3, channels_in, channels_out), seed=(3, 4))
+
+    @tf.function
+    def chain(images, kernel):
+        total = tf.zeros((batch, size, size, channels_out))
+        for _ in range(repeats):
+            total += tf.nn.conv2d(images, kernel, strides=1, padding="SAME")
+            images = images + 1e-3
+        return total
+
+    chain(images, kernel).numpy()
+    best = min(timed(lambda: chain(images, kernel).numpy())[0] for _ in range(5))
+    return 2 * batch * size * size * 9 * channels_in * channels_out * repeats / best / 1e9
+
+
+def teacher_epochs(config: params.Params, epochs: int) -> dict:
+    """The teacher's epoch times and training rate, and the rate of its second block's convolution."""
+    recipe = config.teacher.model_copy(update={"epochs": epochs, "patience": epochs})
+    train, val = data.load_split("train"), data.load_split("val")
+    models.make_deterministic(recipe, config.train)
+    teacher = models.build(recipe, "teacher")
+    clock = EpochClock()
+    models.fit(teacher, recipe, config.train, train.images, train.labels, val.images, val.labels, stage="bench",
+               recipe_name="teacher", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+               callbacks=[clock])
+    macs = forward_macs(teacher)
+    # As for the student: 6 FLOPs per multiply-add for a training image, 2 for a validation image.
+    images = models.steps_per_epoch(len(train), recipe) * recipe.batch_size
+    epoch_gflop = macs * (6 * images + 2 * len(val)) / 1e9
+    convolutions = [layer for layer in teacher.layers if isinstance(layer, keras.layers.Conv2D)]
+    heaviest = convolutions[-1]
+    epoch_s = min(clock.seconds[1:])
+    return {
+        "arch": recipe.arch,
+        "xla": models.use_xla(config.train, recipe),
+        "first_epoch_s": round(clock.seconds[0], 3),
+        "epochs_s": [round(t, 3) for t in clock.seconds[1:]],
+        "epoch_s": epoch_s,
+        "forward_macs_per_image": macs,
+        "epoch_gflop": round(epoch_gflop, 1),
+        "gflops": round(epoch_gflop / epoch_s, 1),
+        "conv_reference": f"3x3, {heaviest.input.shape[1]}x{heaviest.input.shape[2]}x{heaviest.input.shape[3]} "
+                          f"to {heaviest.filters}, batch {recipe.batch_size}",
+        "conv_gflops": round(conv_gflops(recipe.batch_size, heaviest.input.shape[1], heaviest.input.shape[3],
+                                         heaviest.filters), 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("engine", choices=("old", "new"))
+    parser.add_argument("engine", choices=("old", "new", "teacher"))
     parser.add_argument("epochs", type=int)
     args = parser.parse_args()
 
     config = params.load()
+    if args.engine == "teacher":
+        print(json.dumps(teacher_epochs(config, args.epochs)))
+        return
     engine = OLD_ENGINE if args.engine == "old" else config.train
     recipe = config.student.model_copy(update={"epochs": args.epochs, "patience": args.epochs})
     train, val = data.load_split("train"), data.load_split("val")
@@ -86,7 +155,7 @@ def main() -> None:
     student = models.build_mlp(recipe.hidden_units, "student")
     result = {
         "engine": args.engine,
-        "xla": models.use_xla(engine),
+        "xla": models.use_xla(engine, recipe),
         "steps_per_execution": models.steps_per_execution(engine),
         "imports_s": round(IMPORTS_S, 2),
         "teacher_logits_s": round(logits_s, 3),
@@ -96,7 +165,8 @@ def main() -> None:
                                           losses.DistillationLoss(config.distill.temperature, config.distill.alpha)),
             train.images, targets[0], val.images, targets[1],
         ),
-        "train_images": len(train),
+        # min_steps may cycle a small training set within an epoch: count the images an epoch trains on.
+        "train_images": models.steps_per_epoch(len(train), recipe) * recipe.batch_size,
         "val_images": len(val),
         "student_weights": student.count_params(),
     }
