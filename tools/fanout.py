@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import yaml
 
@@ -35,7 +36,7 @@ SHARED_STAGES = ("train@teacher", "train@student")
 PARAMS_CHECK = "check_params"
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
 
