@@ -189,7 +189,8 @@ def curve(results: list[dict], runs: pd.DataFrame, path: Path) -> None:
                ylabel="KD gain, points\n(95% CI band)")
     bottom.set_xticks(fractions, [f"{fraction:.0%}" for fraction in fractions])
     top.legend(fontsize=8, loc="lower right")
-    bottom.legend(fontsize=8)
+    if results:  # before any size has its verdict, the gain panel is empty
+        bottom.legend(fontsize=8)
     figure.tight_layout()
     with outputs.replacing(path) as partial:
         figure.savefig(partial, format="png", metadata={"Software": None})
