@@ -107,9 +107,10 @@ def shared_settings(grid: list[list[str]], keys: set[str]) -> list[list[str]]:
 
 
 def push_run_cache_outputs() -> None:
-    """Pushes what `--run-cache` leaves behind: the `cache: false` outputs (the training metrics) that the
-    run cache's entries name. DVC keeps them in the local cache for the run cache's sake, but pushes only
-    the entries; a worker's `--pull` would then find an entry, lack a file and run the stage again."""
+    """Pushes every output that the run cache's entries name, which `--run-cache` leaves behind: it pushes
+    the entries only, and `dvc push` only the workspace's outputs. Without the rest (the other settings'
+    models, and the `cache: false` training metrics, which DVC keeps in the local cache for the run
+    cache's sake), a worker's `--pull` would find an entry, lack a file and run the stage again."""
     from dvc.repo import Repo  # DVC's Python API, for the run cache's entries: only here
 
     with Repo() as repo:
@@ -132,8 +133,6 @@ def prepare(grid: list[list[str]]) -> None:
               + changed, file=sys.stderr)
     else:
         print("prepare: the commit's dvc.lock and metrics reproduced as committed", file=sys.stderr, flush=True)
-    dvc("push", "--run-cache")
-    push_run_cache_outputs()
     lock = yaml.safe_load(Path("dvc.lock").read_text())
     for stage in SHARED_STAGES:
         for setting in shared_settings(grid, stage_params(lock, stage)):
@@ -141,10 +140,11 @@ def prepare(grid: list[list[str]]) -> None:
             git("reset", "--quiet", "--hard", "HEAD")
             print(f"prepare: {stage} with {' '.join(setting)}", file=sys.stderr, flush=True)
             dvc("exp", "run", "--pull", *sets(setting), stage)
-            dvc("push", "--run-cache")
-            push_run_cache_outputs()
     git("reset", "--quiet", "--hard", "HEAD")
     dvc("checkout", "--force")
+    # Once, at the end: the run cache names every setting's outputs, not only the workspace's.
+    dvc("push", "--run-cache")
+    push_run_cache_outputs()
 
 
 def sets(overrides: list[str]) -> list[str]:
