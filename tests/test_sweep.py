@@ -37,9 +37,6 @@ def test_a_sweep_fans_out_to_workers_that_share_only_a_git_and_a_dvc_remote(repr
         repo.dvc("remote", "add", "--local", "--default", "shared", str(remote))
         return repo
 
-    def fanout_job(repo: Repo, *args: str) -> str:
-        return repo.run(sys.executable, "-m", "tools.fanout", *args)
-
     # The prepare job: the committed pipeline from scratch, then each shared setting the grid holds.
     prepare = clone("prepare")
     result = prepare.attempt(sys.executable, "-m", "tools.fanout", "prepare", str(grid))
@@ -84,7 +81,7 @@ def test_a_sweep_fans_out_to_workers_that_share_only_a_git_and_a_dvc_remote(repr
     assert again.returncode == 0 and "worker 1 of 2: 1 runs, 1 already pushed" in again.stderr, again.stderr
 
     collector = clone("collector")
-    fanout_job(collector, "collect")
+    collector.run(sys.executable, "-m", "tools.fanout", "collect")
     recorded = records.load(collector.path / records.RUNS_FILE)
     runs = recorded[recorded["commit"] == collector.run("git", "rev-parse", "HEAD").strip()]  # this sweep's
     shown = json.loads(collector.dvc("exp", "show", "--json", "--all-commits"))
