@@ -11,13 +11,18 @@ import keras
 import tensorflow as tf
 
 
+def label_loss() -> keras.losses.Loss:
+    """Cross-entropy of logits against integer labels: the teacher's and the baseline student's loss."""
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
 class DistillationLoss:
     """Both terms of the objective, kept apart so they can be logged separately."""
 
     def __init__(self, temperature: float, alpha: float):
         self.temperature = temperature
         self.alpha = alpha
-        self.hard = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        self.hard = label_loss()
         # An instance, not the string "kl_divergence": LogitsDistillation applies the softmax and T^2
         # only when it sees a KLDivergence object; the string resolves to a bare function that it
         # applies to raw logits (Keras 3.15).

@@ -5,9 +5,7 @@ Usage: python -m stages.train {teacher,student}
 
 import argparse
 
-import keras
-
-from common import cli, data, models, outputs, params
+from common import cli, data, losses, models, outputs, params
 
 MODELS = ("teacher", "student")
 
@@ -29,7 +27,7 @@ def main() -> None:
         summary = models.fit(
             model, recipe, config.train, train.images, train.labels, val.images, val.labels,
             stage=f"train@{model_name}", recipe_name=model_name,
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            loss=losses.label_loss(),
             curves_dir=models.curves_path(model_name),
         )
     models.save_weights(model, models.weights_path(model_name))
