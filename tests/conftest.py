@@ -1,23 +1,73 @@
-"""Fixtures of the end-to-end tests: one reproduced copy of this project, shared by every module that reads it.
+"""What the test run shares, and the order its modules run in.
 
-The first xdist worker to ask reproduces the pipeline with the real `dvc`, under a file lock; each
-test module then works in its own copy of that repository, so modules never see each other's changes.
+One reproduced copy of this project, shared by every end-to-end module that reads it: the first
+xdist worker to ask reproduces the pipeline with the real `dvc`, under a file lock; each test module
+then works in its own copy of that repository, so modules never see each other's changes. And one
+pair of fresh training processes (tests/same_bits.py), whose bits test_models and test_deploy compare.
 """
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from dvc_repo import SMALL, Repo
+from dvc_repo import ROOT, SMALL, Repo
 from filelock import FileLock
+
+
+# The modules in the order the two xdist workers take them (`--no-loadscope-reorder`), longest first, so
+# neither waits idle at the end. The fan-out test (about 100 s after the shared repository's 30) goes
+# first, and gets the quick test_fanout as its second module, since xdist hands each worker two at the
+# start; the other worker meanwhile runs unit tests until that repository is ready. Modules not named
+# here follow in collection order.
+SCHEDULE = (
+    "test_sweep.py", "test_models.py", "test_fanout.py", "test_interruption.py", "test_pipeline_failures.py",
+    "test_deploy.py", "test_losses.py", "test_strategy.py", "test_params_forms.py", "test_params.py",
+    "test_pipeline.py", "test_pipeline_params.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item) -> int:
+        name = item.path.name
+        return SCHEDULE.index(name) if name in SCHEDULE else len(SCHEDULE)
+
+    items.sort(key=rank)  # stable: each module's tests keep their order
+
+
+
+def shared_root(tmp_path_factory, worker_id) -> Path:
+    """A folder shared by the xdist workers of this run, and by this run only."""
+    root = tmp_path_factory.getbasetemp()
+    return root if worker_id == "master" else root.parent
+
+
+@pytest.fixture(scope="session")
+def same_bits(tmp_path_factory, worker_id) -> list[dict]:
+    """tests/same_bits.py's reports from two fresh processes, run once for the whole test run."""
+    root = shared_root(tmp_path_factory, worker_id)
+    reports = root / "same_bits.json"
+    with FileLock(str(root / "same_bits.lock")):
+        if not reports.exists():
+            runs = []
+            for run in ("first", "second"):
+                result = subprocess.run(
+                    [sys.executable, str(ROOT / "tests/same_bits.py"), str(root / "same_bits" / run)],
+                    cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                )
+                assert result.returncode == 0, result.stderr[-2000:]
+                runs.append(json.loads(result.stdout.strip().splitlines()[-1]))
+            reports.write_text(json.dumps(runs))
+    return json.loads(reports.read_text())
 
 
 @pytest.fixture(scope="session")
 def reproduced_template(tmp_path_factory, worker_id) -> tuple[Path, str]:
     """(the reproduced repository, what `dvc repro` printed), built once for the whole test run."""
-    root = tmp_path_factory.getbasetemp()
-    if worker_id != "master":
-        root = root.parent  # shared by the workers of this run, and by this run only
+    root = shared_root(tmp_path_factory, worker_id)
     template, log = root / "reproduced", root / "reproduced.log"
     with FileLock(str(root / "reproduced.lock")):
         if not log.exists():

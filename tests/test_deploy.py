@@ -1,6 +1,5 @@
 """The exported formats of tiny models: fidelity to Keras, byte stability, and the predict command."""
 
-import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -61,35 +60,13 @@ def test_int8_export_is_smaller_and_close(exported):
         path.stat().st_size for path in (folder / deploy.SAVED_MODEL).rglob("*") if path.is_file())
 
 
-EXPORT_TWICE = r"""
-import hashlib, sys
-from pathlib import Path
-import numpy as np
-from common import deploy, models, params
-engine = params.Train(strategy="default", jit_compile=False, steps_per_execution=1)
-recipe = params.Teacher(seed=1, hidden_units=[16], learning_rate=0.01, decay_steps=None, decay_alpha=0.1, batch_size=32,
-                        epochs=1, patience=1, min_steps=0, arch="cnn", conv_filters=[4, 8], conv_dense_units=16, dropout=0.3)
-models.make_deterministic(recipe, engine)
-model = models.build(recipe, "tiny")
-folder = Path(sys.argv[1])
-deploy.save_saved_model(model, folder / "saved_model")
-(folder / "int8.tflite").write_bytes(deploy.to_tflite(folder / "saved_model", np.full((8, 28, 28), 7, np.uint8)))
-for path in sorted(folder.rglob("*")):
-    if path.is_file():
-        print(path.relative_to(folder), hashlib.sha256(path.read_bytes()).hexdigest())
-"""
-
-
-def test_exports_are_byte_identical_across_processes(tmp_path):
-    """Keras's model.export orders variables by object identity; the pipeline's SavedModel must not."""
-    listings = []
-    for run in ("first", "second"):
-        result = subprocess.run([sys.executable, "-c", EXPORT_TWICE, str(tmp_path / run)], cwd=ROOT,
-                                capture_output=True, text=True)
-        assert result.returncode == 0, result.stderr[-2000:]
-        listings.append(result.stdout)
-    assert "saved_model/fingerprint.pb" in listings[0] and "saved_model/variables/variables.index" in listings[0]
-    assert listings[0] == listings[1]
+def test_exports_are_byte_identical_across_processes(same_bits):
+    """Keras's model.export orders variables by object identity; the pipeline's SavedModel must not.
+    Two fresh processes (tests/same_bits.py) export the same trained CNN."""
+    first, second = same_bits
+    assert "saved_model/fingerprint.pb" in first["exported"] and "saved_model/variables/variables.index" in first["exported"]
+    assert "int8.tflite" in first["exported"]
+    assert first["exported"] == second["exported"]
 
 
 # ------------------------------------------------------------------ tools.predict

@@ -2,37 +2,35 @@
 
 import os
 import signal
+import time
 
 import psutil
 import pytest
-from dvc_repo import SMALL, Repo, stages_run
+from dvc_repo import Repo, stages_run
+
+from common import outputs
 
 pytestmark = pytest.mark.e2e
 
-# Enough teacher epochs that training is still under way when the test strikes at the third.
-LONGER_TEACHER = {**SMALL, "teacher": {"epochs": 5, "patience": 5}}
-
-
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Repo:
-    repo = Repo.copy_of_project(tmp_path_factory.mktemp("interrupted"), **LONGER_TEACHER)
-    repo.dvc("repro", "train@teacher")  # and what it needs; the tests touch nothing downstream
-    repo.commit("reproduce")
-    return repo
-
 
 def interrupt_teacher_training(repo: Repo, kill, *repro_args: str) -> str:
-    """Starts `dvc repro`, waits for the teacher's third epoch, then calls kill(dvc_process)."""
+    """Starts `dvc repro`, waits for the teacher's training to begin, then calls kill(dvc_process).
+
+    Training has begun when the stage's curves folder is staged beside its final place, just before
+    Keras's fit: the shared repository's CNN teacher then traces its graph and trains an epoch, a
+    second or more, time enough to strike while training is under way.
+    """
     dvc = repo.start_dvc("repro", *repro_args)
-    seen = []
-    for line in dvc.stdout:
-        seen.append(line)
-        if "Running stage 'train@teacher'" in "".join(seen) and line.startswith("Epoch 3/"):
-            kill(dvc)
-            break
-    seen.extend(dvc.stdout)
-    assert dvc.wait(timeout=60) != 0, "".join(seen)
-    return "".join(seen)
+    staged = repo.path / "metrics/curves"
+    deadline = time.monotonic() + 120
+    while not list(staged.glob(f"{outputs.PARTIAL_PREFIX}*-teacher")):
+        assert dvc.poll() is None, "the run ended before the teacher's training began:\n" + dvc.stdout.read()
+        assert time.monotonic() < deadline, "the teacher's training did not begin within 2 minutes"
+        time.sleep(0.05)
+    kill(dvc)
+    output = dvc.stdout.read()
+    assert dvc.wait(timeout=60) != 0, output
+    return output
 
 
 def ctrl_c(dvc):
@@ -48,7 +46,7 @@ def kill_stage(dvc):
 
 @pytest.mark.parametrize("kill", [ctrl_c, kill_stage], ids=["SIGINT to dvc", "SIGKILL to the stage"])
 def test_interrupted_training_restarts_to_the_same_result(repo, kill):
-    # The reference is the fixture's own uninterrupted run of the same stage with the same params.
+    # The reference is the shared repository's uninterrupted run of the same stage with the same params.
     reference = {name: repo.read(name) for name in ("dvc.lock", "models/teacher.weights.h5")}
 
     output = interrupt_teacher_training(repo, kill, "--force", "--single-item", "train@teacher")

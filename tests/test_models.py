@@ -1,9 +1,5 @@
 """Architectures, parameter counts, the shared training loop and byte-stable weight files."""
 
-import subprocess
-import sys
-from pathlib import Path
-
 import h5py
 import keras
 import numpy as np
@@ -11,8 +7,6 @@ import pytest
 
 from common import data, models, params
 from common.cli import UserError
-
-ROOT = Path(__file__).resolve().parents[1]
 
 RECIPE = params.Training(
     seed=0, hidden_units=[16], learning_rate=0.01, decay_steps=100, decay_alpha=0.1, batch_size=32, epochs=6, patience=1,
@@ -74,6 +68,40 @@ def test_repeat_cycles_arrays_and_target_dicts_row_by_row():
     targets = models.repeat_to({"label": np.arange(3), "teacher_logits": np.eye(3)}, 4)
     assert targets["label"].tolist() == [0, 1, 2, 0]
     assert targets["teacher_logits"].tolist() == np.eye(3)[[0, 1, 2, 0]].tolist()
+
+
+def test_each_epoch_is_one_pass_over_the_cycled_rows_in_an_order_of_its_own():
+    # 10 images cycled to 3 batches of 4: rows 0-9 and then 0 and 1 again. The image holds its row
+    # number in every pixel, so each target can be checked against the image it came with.
+    rows = np.arange(10)
+    images = np.broadcast_to(rows[:, None, None], (10, 28, 28)).astype(np.uint8)
+    targets = {"label": rows, "teacher_logits": np.stack([rows, -rows], axis=1).astype(np.float32)}
+
+    def epochs(count: int, seed: int) -> list[list[int]]:
+        dataset = models.epoch_batches(images, targets, batch_size=4, steps=3, seed=seed)
+        assert dataset.cardinality() == 3  # known, so Keras ends an epoch's last call at the pass's end
+        orders = []
+        for _ in range(count):  # Keras iterates the dataset afresh every epoch
+            seen = []
+            for batch_images, batch_targets in dataset:
+                assert batch_images.shape == (4, 28, 28)
+                first_pixels = batch_images[:, 0, 0].numpy().astype(int)
+                assert (batch_images.numpy() == first_pixels[:, None, None]).all()
+                assert batch_targets["label"].numpy().tolist() == first_pixels.tolist()
+                assert batch_targets["teacher_logits"].numpy()[:, 1].tolist() == (-first_pixels).tolist()
+                seen += first_pixels.tolist()
+            orders.append(seen)
+        return orders
+
+    keras.utils.set_random_seed(0)
+    first = epochs(3, seed=5)
+    for order in first:
+        assert sorted(order) == sorted([*range(10), 0, 1])
+    assert len({tuple(order) for order in first}) == 3  # a new order every epoch
+    keras.utils.set_random_seed(0)
+    assert epochs(3, seed=5) == first  # the same run, the same orders
+    keras.utils.set_random_seed(0)
+    assert epochs(1, seed=6)[0] != first[0]
 
 
 def test_small_sets_train_min_steps_and_the_schedule_spans_the_run():
@@ -204,53 +232,14 @@ def test_logits_that_are_not_finite_are_refused():
         models.predict_logits(model, data.Split(images, labels.astype(np.uint8)))
 
 
-TRAIN_WITH_XLA = r"""
-import hashlib, sys
-import keras, numpy as np
-from common import models, params
-recipe = params.Training(seed=3, hidden_units=[32], learning_rate=0.01, decay_steps=50, decay_alpha=0.1,
-                         batch_size=32, epochs=2, patience=2, min_steps=0)
-engine = params.Train(strategy="default", jit_compile="auto", steps_per_execution=4)
-rng = np.random.default_rng(0)
-images, labels = rng.integers(0, 256, (320, 28, 28), dtype=np.uint8), rng.integers(0, 10, 320)
-models.make_deterministic(recipe, engine)
-model = models.build(recipe, "student")
-models.fit(model, recipe, engine, images, labels, images, labels, stage="train@student", recipe_name="student",
-           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-assert model.jit_compile is True
-print(hashlib.sha256(b"".join(w.tobytes() for w in model.get_weights())).hexdigest())
-"""
-
-
-TRAIN_CNN = r"""
-import hashlib
-import keras, numpy as np
-from common import models, params
-teacher = params.Teacher(seed=5, hidden_units=[8], learning_rate=0.01, decay_steps=None, decay_alpha=0.1, batch_size=16,
-                         epochs=2, patience=2, min_steps=0, arch="cnn", conv_filters=[4, 8], conv_dense_units=16, dropout=0.3)
-engine = params.Train(strategy="default", jit_compile="auto", steps_per_execution=4)
-rng = np.random.default_rng(0)
-images, labels = rng.integers(0, 256, (96, 28, 28), dtype=np.uint8), rng.integers(0, 10, 96)
-models.make_deterministic(teacher, engine)
-model = models.build(teacher, "teacher")
-before = model.get_weights()
-models.fit(model, teacher, engine, images, labels, images, labels, stage="train@teacher", recipe_name="teacher",
-           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-assert model.jit_compile is False
-assert all(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()) if a.ndim > 1)
-print(hashlib.sha256(b"".join(w.tobytes() for w in model.get_weights())).hexdigest())
-"""
-
-
-@pytest.mark.parametrize("script", [TRAIN_WITH_XLA, TRAIN_CNN], ids=["mlp-with-xla", "cnn"])
-def test_training_gives_the_same_bits_in_every_process(script):
-    """What `dvc repro -f` relies on, for the MLP with XLA and the CNN without: two fresh processes, the same bits."""
-    digests = set()
-    for _ in range(2):
-        result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True)
-        assert result.returncode == 0, result.stderr[-2000:]
-        digests.add(result.stdout.strip().splitlines()[-1])
-    assert len(digests) == 1
+def test_training_gives_the_same_bits_in_every_process(same_bits):
+    """What `dvc repro -f` relies on, for the MLP with XLA and the CNN without: two fresh processes
+    (tests/same_bits.py), the same bits."""
+    first, second = same_bits
+    assert (first["mlp"]["xla"], first["cnn"]["xla"]) == (True, False)
+    assert first["mlp"]["weights_changed"] and first["cnn"]["weights_changed"]
+    for model in ("mlp", "cnn"):
+        assert first[model]["digest"] == second[model]["digest"], model
 
 
 def test_divergence_in_a_short_last_call_names_a_step_of_the_epoch():

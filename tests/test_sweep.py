@@ -3,6 +3,11 @@
 A bare git repository stands in for the git host and a local folder for the S3, GCS or SSH remote.
 A prepare clone runs the shared stages, two worker clones run their slices of the grid at the same time,
 and a collector clone turns what they pushed into the committed records and the report.
+
+Its runs are also the suite's real runs of a params change: a new temperature (distill and what
+follows rerun, and `dvc metrics diff` shows the distilled student's results alone changed) and a
+student change that DVC writes in exponent form (test_pipeline_params.py asks DVC's status about
+the other kinds of change).
 """
 
 import json
@@ -17,12 +22,13 @@ from tools import fanout, records
 pytestmark = pytest.mark.e2e
 
 GRID = """\
-# A run like the commit's but at T = 2; one with the other teacher on half the training set; a bad one.
+# A run like the commit's but at T = 2; one with the other teacher and a student trained on half the
+# training set at a rate that DVC writes as 1e-05, which the stages must read as the float it is; a bad one.
 distill.temperature=2
-teacher.arch=mlp student.train_fraction=0.5 distill.temperature=4
+teacher.arch=mlp student.learning_rate=0.00001 student.train_fraction=0.5 distill.temperature=4
 distill.temperature=-1
 """
-GOOD, OTHER_TEACHER, BAD = (line.split() for line in GRID.splitlines()[1:])
+GOOD, OTHER_TEACHER, BAD = (line.split() for line in GRID.splitlines() if not line.startswith("#"))
 
 
 def test_a_sweep_fans_out_to_workers_that_share_only_a_git_and_a_dvc_remote(reproduced_template, tmp_path):
@@ -98,9 +104,21 @@ def test_a_sweep_fans_out_to_workers_that_share_only_a_git_and_a_dvc_remote(repr
         assert row["test.student.accuracy"] == evaluate["student"]["accuracy"]
         distilled = data["metrics"]["metrics/training/distilled.json"]["data"]
         assert (row[records.SELECT_ON], row[records.TIE_BREAK]) == (distilled["val_accuracy"], distilled["val_hard_loss"])
-    # Half of the 1500 training images, class by class.
+    # Half of the 1500 training images, class by class, at the rate DVC wrote in exponent form.
     other = experiments[fanout.run_name(OTHER_TEACHER)]
     assert other["metrics"]["metrics/training/student.json"]["data"]["train_examples"] == 750
-    # The report counts them all (two sizes' worth of grid is too few for a verdict, and it says none).
+    assert runs[runs["experiment"] == fanout.run_name(OTHER_TEACHER)].iloc[0]["params.student.learning_rate"] == 1e-05
+
+    # A new temperature changes the distilled student's results and nothing else's.
+    committed = json.loads(collector.read("metrics/evaluate.json"))
+    at_t2 = experiments[fanout.run_name(GOOD)]["metrics"]["metrics/evaluate.json"]["data"]
+    assert at_t2["teacher"] == committed["teacher"] and at_t2["student"] == committed["student"]
+    assert at_t2["distilled"] != committed["distilled"]
+    diff = json.loads(collector.dvc("metrics", "diff", "HEAD", fanout.run_name(GOOD), "--json"))
+    changed = diff["metrics/evaluate.json"]
+    assert changed and all(key.startswith("distilled.") for key in changed)
+    assert changed["distilled.accuracy"]["new"] == at_t2["distilled"]["accuracy"]
+    # The report counts the runs of the commit's recipe, which the run at another learning rate is not,
+    # and gives no verdict: two runs are too few for one.
     summary = json.loads((collector.path / "reports/summary.json").read_text())
-    assert summary == {"runs": 3, "results": []}
+    assert summary == {"runs": 2, "results": []}
