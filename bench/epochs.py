@@ -46,6 +46,13 @@ class EpochClock(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self.started)
 
 
+def gflops(flop: float, call, tries: int = 5) -> float:
+    """The rate of `call`, which does `flop` floating-point operations: once to warm up (tracing,
+    compilation), then the fastest of `tries`, since noise on a shared machine only ever adds."""
+    call()
+    return round(flop / min(timed(call)[0] for _ in range(tries)) / 1e9, 1)
+
+
 def matmul_gflops(batch: int, inputs: int, units: int) -> dict[str, float]:
     """The rate of a training-step-sized matmul, (batch x inputs) . (inputs x units), measured two ways.
 
@@ -56,14 +63,12 @@ def matmul_gflops(batch: int, inputs: int, units: int) -> dict[str, float]:
     """
     a = tf.random.stateless_uniform((batch, inputs), seed=(1, 2))
     b = tf.random.stateless_uniform((inputs, units), seed=(3, 4))
-    flop = 2 * batch * inputs * units
+    flop, calls, repeats = 2 * batch * inputs * units, 2000, 400
 
-    def per_call(calls: int = 2000) -> float:
+    def per_call():
         for _ in range(calls):
             product = tf.matmul(a, b)
         return product.numpy()
-
-    repeats = 400
 
     @tf.function(jit_compile=True)
     def chain(a, b):
@@ -73,12 +78,7 @@ def matmul_gflops(batch: int, inputs: int, units: int) -> dict[str, float]:
             a = a + 1e-3  # a new product each time, which XLA cannot fold away
         return total
 
-    per_call(100)
-    chain(a, b).numpy()  # compile
-    return {
-        "per_call": round(flop * 2000 / min(timed(per_call)[0] for _ in range(5)) / 1e9, 1),
-        "chained": round(flop * repeats / min(timed(lambda: chain(a, b).numpy())[0] for _ in range(5)) / 1e9, 1),
-    }
+    return {"per_call": gflops(flop * calls, per_call), "chained": gflops(flop * repeats, lambda: chain(a, b).numpy())}
 
 
 def forward_macs(model: keras.Model) -> int:
@@ -106,9 +106,7 @@ def conv_gflops(batch: int, size: int, channels_in: int, channels_out: int, repe
             images = images + 1e-3
         return total
 
-    chain(images, kernel).numpy()
-    best = min(timed(lambda: chain(images, kernel).numpy())[0] for _ in range(5))
-    return 2 * batch * size * size * 9 * channels_in * channels_out * repeats / best / 1e9
+    return gflops(2 * batch * size * size * 9 * channels_in * channels_out * repeats, lambda: chain(images, kernel).numpy())
 
 
 def teacher_epochs(config: params.Params, epochs: int) -> dict:
@@ -119,8 +117,7 @@ def teacher_epochs(config: params.Params, epochs: int) -> dict:
     teacher = models.build(recipe, "teacher")
     clock = EpochClock()
     models.fit(teacher, recipe, config.train, train.images, train.labels, val.images, val.labels, stage="bench",
-               recipe_name="teacher", loss=losses.label_loss(),
-               callbacks=[clock])
+               recipe_name="teacher", loss=losses.label_loss(), callbacks=[clock])
     macs = forward_macs(teacher)
     # As for the student: 6 FLOPs per multiply-add for a training image, 2 for a validation image.
     images = models.steps_per_epoch(len(train), recipe) * recipe.batch_size
@@ -139,8 +136,8 @@ def teacher_epochs(config: params.Params, epochs: int) -> dict:
         "gflops": round(epoch_gflop / epoch_s, 1),
         "conv_reference": f"3x3, {heaviest.input.shape[1]}x{heaviest.input.shape[2]}x{heaviest.input.shape[3]} "
                           f"to {heaviest.filters}, batch {recipe.batch_size}",
-        "conv_gflops": round(conv_gflops(recipe.batch_size, heaviest.input.shape[1], heaviest.input.shape[3],
-                                         heaviest.filters), 1),
+        "conv_gflops": conv_gflops(recipe.batch_size, heaviest.input.shape[1], heaviest.input.shape[3],
+                                   heaviest.filters),
     }
 
 
