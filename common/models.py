@@ -166,10 +166,17 @@ class StopOnDivergence(keras.callbacks.Callback):
 
 
 def unoptimised() -> tf.data.Options:
-    """tf.data's default rewrites reserialise a dataset's tensors at every new iterator, which Keras
-    makes every epoch: about 0.1 s a student epoch with the training images inside."""
+    """Options for datasets that need no tuning: fixed buffers, no parallel maps.
+
+    tf.data's default rewrites reserialise a dataset's tensors at every new iterator, which Keras
+    makes every epoch: about 0.1 s a student epoch with the training images inside. Autotuning gives
+    each iterator a thread that deleting the iterator waits for; Keras keeps the last epoch's iterator
+    as long as the model, and a process that trains many models (the test suite) stalled 12 to 17 s
+    when the garbage collector freed the old ones, in that wait.
+    """
     options = tf.data.Options()
     options.experimental_optimization.apply_default_optimizations = False
+    options.autotune.enabled = False
     return options
 
 
