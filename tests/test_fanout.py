@@ -56,6 +56,9 @@ LOCK = {"stages": {
     "train@teacher": {"deps": [{"path": "data/params.checked"}, {"path": "data/prepared"}, {"path": "stages/train.py"}],
                       "params": {"params.yaml": {"train.strategy": "auto", "teacher": {"arch": "cnn"}}},
                       "outs": [{"path": "models/teacher.weights.h5"}]},
+    "train@student": {"deps": [{"path": "data/params.checked"}, {"path": "data/prepared"}, {"path": "stages/train.py"}],
+                      "params": {"params.yaml": {"student": {"learning_rate": 0.001}}},
+                      "outs": [{"path": "models/student.weights.h5"}]},
     "distill": {"deps": [{"path": "data/prepared"}, {"path": "models/teacher.weights.h5"}],
                 "params": {"params.yaml": {"distill.temperature": 1}}, "outs": [{"path": "models/distilled.weights.h5"}]},
 }}
@@ -69,11 +72,18 @@ def test_a_stage_reads_its_own_params_and_those_upstream_but_not_the_checks():
 
 
 def test_prepare_runs_each_shared_setting_once_in_grid_order():
-    keys = fanout.stage_params(LOCK, "train@teacher")
     grid = [["teacher.arch=mlp", "distill.temperature=2"], ["distill.temperature=4"],
-            ["teacher.arch=mlp", "distill.temperature=8"], ["teachers.x=1", "teacher.dropout=0.1"],
-            ["prepare.subset=100"], ["train.jit_compile=false"]]
-    assert fanout.shared_settings(grid, keys) == [["teacher.arch=mlp"], ["teacher.dropout=0.1"], ["prepare.subset=100"]]
+            ["teacher.arch=mlp", "student.learning_rate=0.01", "distill.temperature=8"],
+            ["teachers.x=1", "teacher.dropout=0.1", "student.learning_rate=0.01"],
+            ["prepare.subset=100", "student.learning_rate=0.01"], ["train.jit_compile=false"]]
+    assert fanout.shared_runs(grid, LOCK) == [
+        (["train@teacher"], ["teacher.arch=mlp"]),
+        # The teacher's setting was made by the first line; the student's is new, and runs alone.
+        (["train@student"], ["student.learning_rate=0.01"]),
+        (["train@teacher"], ["teacher.dropout=0.1"]),
+        # prepare.subset reaches both stages: one run trains both on the smaller set.
+        (["train@teacher", "train@student"], ["prepare.subset=100", "student.learning_rate=0.01"]),
+    ]
 
 
 def test_queue_status_is_read_run_by_run():

@@ -51,6 +51,9 @@ def test_a_sweep_fans_out_to_workers_that_share_only_a_git_and_a_dvc_remote(repr
     # Each teacher once: the commit's CNN and the grid's MLP; the student on half the set once too.
     assert result.stdout.count("Running stage 'train@teacher'") == 2
     assert result.stdout.count("Running stage 'train@student'") == 2
+    # Both from the grid's second line, in one experiment.
+    assert ("prepare: train@teacher and train@student with teacher.arch=mlp student.learning_rate=0.00001 "
+            "student.train_fraction=0.5") in result.stderr, result.stderr
     # A fresh clone reproduces the committed results byte for byte: dvc.lock, which holds every output's
     # hash, and the metrics. prepare then leaves the workspace as the commit has it.
     assert "prepare: the commit's dvc.lock and metrics reproduced as committed" in result.stderr, result.stderr

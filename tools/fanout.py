@@ -96,14 +96,26 @@ def reads(keys: set[str], override: str) -> bool:
     return any(name == key or name.startswith(key + ".") for key in keys)
 
 
-def shared_settings(grid: list[list[str]], keys: set[str]) -> list[list[str]]:
-    """The distinct settings of `keys` among the runs, in grid order (DVC skips one that is the committed one)."""
-    settings = []
+def shared_runs(grid: list[list[str]], lock: dict) -> list[tuple[list[str], list[str]]]:
+    """(stages, overrides) of each run prepare makes, in grid order: for each line of the grid that
+    holds a setting of a shared stage's params not seen on an earlier line, one run of those stages
+    with those settings. One run serves both stages where a line brings new settings for both: a
+    `dvc exp run` costs a few seconds of DVC's own besides the training. (DVC skips a stage whose
+    setting is the committed one.)"""
+    keys = {stage: stage_params(lock, stage) for stage in SHARED_STAGES}
+    seen = {stage: [] for stage in SHARED_STAGES}
+    runs = []
     for overrides in grid:
-        setting = [override for override in overrides if reads(keys, override)]
-        if setting and setting not in settings:
-            settings.append(setting)
-    return settings
+        stages, settings = [], []
+        for stage in SHARED_STAGES:
+            setting = [override for override in overrides if reads(keys[stage], override)]
+            if setting and setting not in seen[stage]:
+                seen[stage].append(setting)
+                stages.append(stage)
+                settings += [override for override in setting if override not in settings]
+        if stages:
+            runs.append((stages, settings))
+    return runs
 
 
 def push_run_cache_outputs() -> None:
@@ -134,12 +146,11 @@ def prepare(grid: list[list[str]]) -> None:
     else:
         print("prepare: the commit's dvc.lock and metrics reproduced as committed", file=sys.stderr, flush=True)
     lock = yaml.safe_load(Path("dvc.lock").read_text())
-    for stage in SHARED_STAGES:
-        for setting in shared_settings(grid, stage_params(lock, stage)):
-            # Each setting from the commit's params, not on top of the one before (the workspace was clean).
-            git("reset", "--quiet", "--hard", "HEAD")
-            print(f"prepare: {stage} with {' '.join(setting)}", file=sys.stderr, flush=True)
-            dvc("exp", "run", "--pull", *sets(setting), stage)
+    for stages, settings in shared_runs(grid, lock):
+        # Each run from the commit's params, not on top of the one before (the workspace was clean).
+        git("reset", "--quiet", "--hard", "HEAD")
+        print(f"prepare: {' and '.join(stages)} with {' '.join(settings)}", file=sys.stderr, flush=True)
+        dvc("exp", "run", "--pull", *sets(settings), *stages)
     git("reset", "--quiet", "--hard", "HEAD")
     dvc("checkout", "--force")
     # Once, at the end: the run cache names every setting's outputs, not only the workspace's.
