@@ -2,7 +2,9 @@
 
 import os
 import resource
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 
@@ -15,8 +17,26 @@ class UserError(Exception):
     """A bad param, a missing or corrupted file: something the user fixes, not a bug."""
 
 
+# Set by the Ctrl-C handler that run() installs, and never cleared: outputs.replacing reads it.
+interrupted = threading.Event()
+
+
+def _on_interrupt(signum, frame) -> None:
+    # Python drops an exception raised inside a weakref callback or a __del__, and a signal's handler
+    # can run there (seen while Keras traced a graph: the stage trained on and wrote its outputs). The
+    # flag outlives a dropped KeyboardInterrupt, so no output is renamed into place after a Ctrl-C.
+    interrupted.set()
+    raise KeyboardInterrupt
+
+
+def stop_if_interrupted() -> None:
+    if interrupted.is_set():
+        raise KeyboardInterrupt
+
+
 def run(main: Callable[[], None], *, end_process: bool = False, report: bool = True) -> None:
-    """Runs a stage's main(), turning a UserError into one line and exit code 2.
+    """Runs a stage's main(), turning a UserError into one line and exit code 2, and a Ctrl-C into no
+    more outputs (`interrupted`).
 
     With `end_process`, as a stage's entry point, the process ends as soon as main() has succeeded:
     tearing TensorFlow's runtime down takes about a second, a fifth of a short stage, and every
@@ -27,6 +47,8 @@ def run(main: Callable[[], None], *, end_process: bool = False, report: bool = T
     (the benchmark reads them); `report=False` leaves that out of a tool's output.
     """
     started = time.perf_counter()
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where Ctrl-C is ignored
+        signal.signal(signal.SIGINT, _on_interrupt)
     try:
         main()
     except UserError as error:

@@ -10,7 +10,7 @@ from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
 from common import outputs
-from common.cli import UserError
+from common.cli import UserError, stop_if_interrupted
 from common.data import IMAGE_SHAPE, NUM_CLASSES, Split
 from common.params import Teacher, Train, Training
 
@@ -165,6 +165,14 @@ class StopOnDivergence(keras.callbacks.Callback):
                 )
 
 
+class StopOnInterrupt(keras.callbacks.Callback):
+    """Ends training at the next call's end after a Ctrl-C whose KeyboardInterrupt Python dropped
+    (common.cli), rather than training on to an end whose outputs would be refused."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        stop_if_interrupted()
+
+
 def unoptimised() -> tf.data.Options:
     """Options for datasets that need no tuning: fixed buffers, no parallel maps.
 
@@ -247,7 +255,9 @@ def fit(
     early_stopping = keras.callbacks.EarlyStopping(
         monitor=monitor, mode="min", patience=recipe.patience, restore_best_weights=True
     )
-    callbacks = [StopOnDivergence(stage, recipe_name, recipe.learning_rate), early_stopping, *callbacks]
+    callbacks = [
+        StopOnInterrupt(), StopOnDivergence(stage, recipe_name, recipe.learning_rate), early_stopping, *callbacks
+    ]
     with outputs.replacing_dir(curves_dir) if curves_dir else contextlib.nullcontext() as staged_curves:
         if staged_curves:
             # dvc.yaml is written by hand and experiments by `dvc exp run`, so dvclive does neither.

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from common.cli import UserError
+from common.cli import UserError, stop_if_interrupted
 
 PARTIAL_PREFIX = ".partial-"
 
@@ -21,6 +21,8 @@ def replacing(path: str | Path) -> Iterator[Path]:
     The side file sits in the same folder, so the rename is atomic, and ends with `path`'s own name,
     so writers that insist on a suffix (Keras wants .weights.h5) accept it. A run killed while writing
     leaves a hidden side file that never looks complete; the next write of the same path clears it.
+    After a Ctrl-C (common.cli.interrupted) nothing is renamed into place, even where Python dropped
+    the KeyboardInterrupt and the run went on.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -29,6 +31,7 @@ def replacing(path: str | Path) -> Iterator[Path]:
     partial = path.with_name(f"{PARTIAL_PREFIX}{os.getpid()}-{path.name}")
     try:
         yield partial
+        stop_if_interrupted()
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
@@ -45,6 +48,7 @@ def replacing_dir(path: str | Path) -> Iterator[Path]:
     staging.chmod(0o755)  # mkdtemp's private 0700 would outlive the rename
     try:
         yield staging
+        stop_if_interrupted()
         if path.exists():
             shutil.rmtree(path)
         os.replace(staging, path)

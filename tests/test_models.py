@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from common import data, models, params
+from common import cli
 from common.cli import UserError
 
 RECIPE = params.Training(
@@ -246,6 +247,16 @@ def test_divergence_in_a_short_last_call_names_a_step_of_the_epoch():
     # 256 images in batches of 32 are 8 steps: a call of 16 steps ends at the epoch's 8th, not a 16th.
     with pytest.raises(UserError, match=r"^train@toy diverged: loss became nan at epoch 1, step 8; "):
         train_toy(learning_rate=1e20, epochs=2, engine=ENGINE.model_copy(update={"steps_per_execution": 16}))
+
+
+def test_a_ctrl_c_that_python_dropped_still_stops_training():
+    # cli's handler sets the flag before it raises; test_outputs drops a real one in a subprocess.
+    cli.interrupted.set()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train_toy(epochs=2, engine=ENGINE.model_copy(update={"steps_per_execution": 4}))
+    finally:
+        cli.interrupted.clear()
 
 
 def test_steps_per_execution_changes_speed_not_weights():

@@ -2,6 +2,11 @@
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -70,3 +75,41 @@ def test_a_folder_is_replaced_whole_or_not_at_all(tmp_path):
         (staging / "new.tsv").write_text("new")
     assert [p.name for p in target.iterdir()] == ["new.tsv"]
     assert oct(target.stat().st_mode & 0o777) == oct(0o755)
+
+
+# A Ctrl-C whose handler runs inside a weakref callback, where Python prints and drops what it raises,
+# as it did once while Keras traced a stage's graph; the stage then goes on to write an output.
+DROPPED_CTRL_C = textwrap.dedent("""
+    import os, signal, sys, weakref
+    from common import cli, outputs
+
+    class Held:
+        pass
+
+    def interrupt_inside_a_callback(ref):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):  # the handler runs during this loop
+            pass
+
+    def main():
+        held = Held()
+        ref = weakref.ref(held, interrupt_inside_a_callback)
+        del held
+        print("went on after the Ctrl-C", flush=True)
+        outputs.write_text(sys.argv[1], "complete-looking")
+        outputs.write_json(sys.argv[2], {"accuracy": 0.5})
+
+    cli.run(main, report=False)
+""")
+
+
+def test_after_a_dropped_ctrl_c_no_output_is_renamed_into_place(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, "-c", DROPPED_CTRL_C, str(tmp_path / "model.txt"), str(tmp_path / "metrics.json")],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True,
+    )
+    assert "went on after the Ctrl-C" in result.stdout  # Python dropped the KeyboardInterrupt
+    assert "Exception ignored in" in result.stderr
+    assert result.returncode in (-signal.SIGINT, 128 + signal.SIGINT), result.stderr
+    assert list(tmp_path.iterdir()) == []
