@@ -2,7 +2,8 @@
 
 One reproduced copy of this project, shared by every end-to-end module that reads it: the first
 xdist worker to ask reproduces the pipeline with the real `dvc`, under a file lock; each test module
-then works in its own copy of that repository, so modules never see each other's changes. And one
+then works in its own copy of that repository, so modules never see each other's changes. Its
+outputs are pushed to a folder that serves as a DVC remote, as after a developer's `dvc push`. And one
 pair of fresh training processes (tests/same_bits.py), whose bits test_models and test_deploy compare.
 """
 
@@ -12,21 +13,22 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from dvc_repo import ROOT, SMALL, Repo
 from filelock import FileLock
 
 
-# The modules in the order the two xdist workers take them (`--no-loadscope-reorder`), longest first, so
-# neither waits idle at the end. The fan-out test (about 100 s after the shared repository's 30) goes
-# first, and gets the quick test_fanout as its second module, since xdist hands each worker two at the
-# start; the other worker meanwhile runs unit tests until that repository is ready. Modules not named
-# here follow in collection order.
+# The modules in the order the two xdist workers take them (`--no-loadscope-reorder`), longest first.
+# xdist gives each worker one module, then a second to a worker whose first has at most two tests:
+# so the fan-out test (about 70 s after the shared repository's 30) gets the quick test_fanout as its
+# companion, and the other worker takes the next modules meanwhile. Modules not named here follow in
+# collection order.
 SCHEDULE = (
-    "test_sweep.py", "test_models.py", "test_fanout.py", "test_interruption.py", "test_pipeline_failures.py",
-    "test_deploy.py", "test_losses.py", "test_strategy.py", "test_params_forms.py", "test_params.py",
-    "test_pipeline.py", "test_pipeline_params.py",
+    "test_sweep.py", "test_models.py", "test_fanout.py", "test_pipeline.py", "test_interruption.py",
+    "test_pipeline_failures.py", "test_strategy.py", "test_deploy.py", "test_losses.py", "test_params_forms.py",
+    "test_params.py", "test_pipeline_params.py",
 )
 
 
@@ -64,18 +66,28 @@ def same_bits(tmp_path_factory, worker_id) -> list[dict]:
     return json.loads(reports.read_text())
 
 
+class Reproduced(NamedTuple):
+    path: Path  # the repository, its results committed
+    log: str  # what its `dvc repro` printed
+    remote: Path  # a DVC remote holding every output of that commit, as `dvc push` left it
+
+
 @pytest.fixture(scope="session")
-def reproduced_template(tmp_path_factory, worker_id) -> tuple[Path, str]:
-    """(the reproduced repository, what `dvc repro` printed), built once for the whole test run."""
+def reproduced_template(tmp_path_factory, worker_id) -> Reproduced:
+    """The reproduced repository, built once for the whole test run."""
     root = shared_root(tmp_path_factory, worker_id)
-    template, log = root / "reproduced", root / "reproduced.log"
+    template, log, remote = root / "reproduced", root / "reproduced.log", root / "reproduced-remote"
     with FileLock(str(root / "reproduced.lock")):
         if not log.exists():
             repo = Repo.copy_of_project(template, **SMALL)
             output = repo.dvc("repro")
             repo.commit("reproduce")
+            # The remote is configured for the push alone: the copies inherit none.
+            repo.dvc("remote", "add", "--local", "pushed", str(remote))
+            repo.dvc("push", "--remote", "pushed", "--quiet")
+            repo.dvc("remote", "remove", "--local", "pushed")
             log.write_text(output)
-    return template, log.read_text()
+    return Reproduced(template, log.read_text(), remote)
 
 
 def _without_dvc_tmp(folder: str, names: list[str]) -> list[str]:
@@ -86,14 +98,14 @@ def _without_dvc_tmp(folder: str, names: list[str]) -> list[str]:
 @pytest.fixture(scope="module")
 def repo(reproduced_template, tmp_path_factory) -> Repo:
     path = tmp_path_factory.mktemp("pipeline") / "repo"
-    shutil.copytree(reproduced_template[0], path, symlinks=True, ignore=_without_dvc_tmp)
+    shutil.copytree(reproduced_template.path, path, symlinks=True, ignore=_without_dvc_tmp)
     return Repo(path)
 
 
 @pytest.fixture(scope="module")
 def reproduced(reproduced_template) -> str:
     """What the first `dvc repro` of the shared repository printed."""
-    return reproduced_template[1]
+    return reproduced_template.log
 
 
 @pytest.fixture
