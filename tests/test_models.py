@@ -5,8 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from common import data, models, params
-from common import cli
+from common import cli, data, models, params
 from common.cli import UserError
 
 RECIPE = params.Training(
