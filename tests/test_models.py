@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from common import cli, data, models, params
+from common import cli, data, losses, models, params
 from common.cli import UserError
 
 RECIPE = params.Training(
@@ -111,7 +111,7 @@ def test_small_sets_train_min_steps_and_the_schedule_spans_the_run():
     model = models.build(recipe, "toy")
     (images, labels), (x_val, y_val) = toy_data(1, 40), toy_data(2, 16)
     summary = models.fit(model, recipe, ENGINE, images, labels, x_val, y_val, stage="train@toy", recipe_name="toy",
-                         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+                         loss=losses.label_loss())
     assert (summary["train_examples"], summary["steps_per_epoch"], summary["epochs_run"]) == (40, 10, 3)
     assert int(model.optimizer.iterations) == 30
     schedule = model.optimizer.learning_rate if callable(model.optimizer.learning_rate) else model.optimizer._learning_rate
@@ -133,9 +133,8 @@ def train_toy(seed=0, engine=ENGINE, curves_dir=None, **recipe_changes):
     models.make_deterministic(recipe, engine)
     model = models.build(recipe, "toy")
     (x_train, y_train), (x_val, y_val) = toy_data(1), toy_data(2, 64)
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     return model, models.fit(model, recipe, engine, x_train, y_train, x_val, y_val, stage="train@toy",
-                             recipe_name="toy", loss=loss, curves_dir=curves_dir)
+                             recipe_name="toy", loss=losses.label_loss(), curves_dir=curves_dir)
 
 
 def test_fit_reports_the_best_validation_epoch_and_restores_it():
@@ -250,12 +249,18 @@ def test_divergence_in_a_short_last_call_names_a_step_of_the_epoch():
 
 def test_a_ctrl_c_that_python_dropped_still_stops_training():
     # cli's handler sets the flag before it raises; test_outputs drops a real one in a subprocess.
+    recipe, engine = RECIPE.model_copy(update={"epochs": 2}), ENGINE.model_copy(update={"steps_per_execution": 4})
+    models.make_deterministic(recipe, engine)
+    model = models.build(recipe, "toy")
+    (x_train, y_train), (x_val, y_val) = toy_data(1), toy_data(2, 64)
     cli.interrupted.set()
     try:
         with pytest.raises(KeyboardInterrupt):
-            train_toy(epochs=2, engine=ENGINE.model_copy(update={"steps_per_execution": 4}))
+            models.fit(model, recipe, engine, x_train, y_train, x_val, y_val, stage="train@toy", recipe_name="toy",
+                       loss=losses.label_loss())
     finally:
         cli.interrupted.clear()
+    assert int(model.optimizer.iterations) == 4  # its first call into TensorFlow, of the run's 16 steps
 
 
 def test_steps_per_execution_changes_speed_not_weights():
@@ -279,7 +284,7 @@ def test_early_stopping_fires_and_restores_the_best_epoch():
     history = keras.callbacks.History()
 
     summary = models.fit(model, recipe, ENGINE, images, labels, x_val, y_val, stage="train@toy", recipe_name="toy",
-                         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), callbacks=[history])
+                         loss=losses.label_loss(), callbacks=[history])
 
     val_losses = history.history["val_loss"]
     assert summary["epochs_run"] == len(val_losses) < recipe.epochs  # it stopped early

@@ -20,7 +20,6 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-import keras
 from common import losses, models, params
 
 recipe = params.Training(seed=0, hidden_units=[16], learning_rate=0.01, decay_steps=100, decay_alpha=0.1,
@@ -38,7 +37,7 @@ with strategy.scope():
     student = models.build(recipe, "student")
     before = [w.copy() for w in student.get_weights()]
     student_summary = models.fit(student, recipe, engine, images, labels, images, labels, stage="student", recipe_name="student",
-                                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+                                 loss=losses.label_loss())
     objective = losses.DistillationLoss(temperature=2.0, alpha=0.25)
     distilled = models.build(recipe, "distilled")
     distiller = losses.TeacherLogitsDistiller(distilled, objective)
