@@ -5,7 +5,8 @@ turns on, cannot be turned off again in a process and keeps Keras from using XLA
 
     old: the path before the speed work: no XLA, one step per call, op determinism on, Keras's own
          feeding of arrays (a gather per batch)
-    new: params.yaml's train section (XLA for the MLPs, 16 steps per call) and models.epoch_batches
+    new: params.yaml's train section (XLA for the MLPs, 16 steps per call) and models.epoch_batches,
+         under the numerics params.yaml names (bench.run times both modes by rewriting it)
     teacher: the teacher of params.yaml (the CNN) with that section, beside a convolution of its own
              shape, timed as the teacher trains it (no XLA for a CNN)
 
@@ -28,10 +29,10 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bench import reference_distill, timed  # noqa: E402
-from common import data, losses, models, params  # noqa: E402
+from common import data, losses, models, numerics, params  # noqa: E402
 
 IMPORTS_S = time.perf_counter() - IMPORTS_STARTED
-OLD_ENGINE = params.Train(strategy="default", jit_compile=False, steps_per_execution=1)
+OLD_ENGINE = params.Train(numerics="portable", strategy="default", jit_compile=False, steps_per_execution=1)
 
 
 class EpochClock(keras.callbacks.Callback):
@@ -126,6 +127,7 @@ def teacher_epochs(config: params.Params, epochs: int) -> dict:
     heaviest = convolutions[-1]
     epoch_s = min(clock.seconds[1:])
     return {
+        "numerics": numerics.mode,
         "arch": recipe.arch,
         "xla": models.use_xla(config.train, recipe),
         "first_epoch_s": round(clock.seconds[0], 3),
@@ -170,6 +172,7 @@ def main() -> None:
     student = models.build_mlp(recipe.hidden_units, "student")
     result = {
         "engine": args.engine,
+        "numerics": numerics.mode,
         "xla": models.use_xla(engine, recipe),
         "steps_per_execution": models.steps_per_execution(engine),
         "imports_s": round(IMPORTS_S, 2),

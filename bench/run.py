@@ -10,6 +10,7 @@ bench/results/<mode>.json and bench/results/<mode>.md; the table is also printed
 """
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -40,7 +41,13 @@ TARGETS = {
     "new_temperature_over_full_repro": ("<=", 0.25),
     "noop_repro_s": ("<=", 2.0),
     "max_stage_peak_rss_mib": ("<=", 1144),  # 1.2 GB
+    # What portable numerics (AVX2 kernels, a pool of 2 threads) may cost against native ones.
+    "portable_over_native_student": ("<=", 1.15),
+    "portable_over_native_distill": ("<=", 1.15),
+    "portable_over_native_teacher": ("<=", 1.15),
 }
+# The engines timed in alternation: bench.epochs' engine and the train.numerics it runs under.
+ENGINES = {"old": ("old", "portable"), "new": ("new", "portable"), "native": ("new", "native")}
 
 
 def stage_resources(dvc_output: str) -> dict[str, dict]:
@@ -70,18 +77,38 @@ def pipeline_timings(repo: Repo, new_temperature: float) -> dict:
     }
 
 
+@contextlib.contextmanager
+def numerics_mode(repo: Repo, mode: str):
+    """params.yaml's train.numerics set to `mode` for the processes started inside, as it was after."""
+    original = repo.read("params.yaml")
+    repo.update_params(train={"numerics": mode})
+    try:
+        yield
+    finally:
+        (repo.path / "params.yaml").write_bytes(original)
+
+
+def epochs_process(repo: Repo, engine: str, mode: str, epochs: int, *prefix: str) -> dict:
+    """One bench.epochs process's report, under `mode` numerics, after `prefix` (taskset, say)."""
+    with numerics_mode(repo, mode):
+        output = repo.run(*prefix, sys.executable, "-m", "bench.epochs", engine, str(epochs))
+    report = json.loads(output.strip().splitlines()[-1])
+    assert report["numerics"] == mode, f"bench.epochs ran under {report['numerics']} numerics, not {mode}"
+    return report
+
+
 def epoch_timings(repo: Repo, epochs: int, rounds: int = 3) -> dict:
-    """Epoch times of the old and new engines, each in its own process, alternated `rounds` times.
+    """Epoch times of the old and new engines, and of the new one under native numerics, each in its
+    own process, alternated `rounds` times.
 
     On a shared VM an epoch takes either its own time or up to 1.7 times that, as neighbours come
     and go; noise only ever adds. So each engine's figure is its fastest epoch over all rounds, the
     matmul reference being a fastest run too; medians are reported beside it.
     """
-    runs = {"old": [], "new": []}
+    runs = {name: [] for name in ENGINES}
     for _ in range(rounds):
-        for engine in runs:
-            output = repo.run(sys.executable, "-m", "bench.epochs", engine, str(epochs))
-            runs[engine].append(json.loads(output.strip().splitlines()[-1]))
+        for name, (engine, mode) in ENGINES.items():
+            runs[name].append(epochs_process(repo, engine, mode, epochs))
 
     def epochs_of(engine: str, model: str) -> list[float]:
         return [seconds for run in runs[engine] for seconds in run[model]["epochs_s"]]
@@ -98,6 +125,7 @@ def epoch_timings(repo: Repo, epochs: int, rounds: int = 3) -> dict:
     epoch_gflop = first["student_weights"] * (6 * first["train_images"] + 2 * first["val_images"]) / 1e9
     old_student, new_student = fastest("old", "student"), fastest("new", "student")
     new_distill = fastest("new", "distill")
+    native_student, native_distill = fastest("native", "student"), fastest("native", "distill")
     # The fastest of each reference, as for the epochs.
     matmul = max(run["matmul_gflops"]["per_call"] for run in runs["new"])
     chained = max(run["matmul_gflops"]["chained"] for run in runs["new"])
@@ -109,6 +137,10 @@ def epoch_timings(repo: Repo, epochs: int, rounds: int = 3) -> dict:
         "reference_distill_epoch_s": fastest("old", "reference_distill"),
         "student_epoch_s": new_student,
         "distill_epoch_s": new_distill,
+        "native_student_epoch_s": native_student,
+        "native_distill_epoch_s": native_distill,
+        "portable_over_native_student": round(new_student / native_student, 3),
+        "portable_over_native_distill": round(new_distill / native_distill, 3),
         "median_epoch_s": {engine: {model: median(engine, model) for model in ("student", "distill")} for engine in runs},
         "student_first_epoch_s": {engine: min(run["student"]["first_epoch_s"] for run in runs[engine]) for engine in runs},
         "imports_s": min(run["imports_s"] for run in runs["new"]),
@@ -127,6 +159,23 @@ def epoch_timings(repo: Repo, epochs: int, rounds: int = 3) -> dict:
     }
 
 
+def teacher_timings(repo: Repo, epochs: int) -> dict:
+    """The teacher's epochs under portable and native numerics, one process each."""
+    return {mode: epochs_process(repo, "teacher", mode, epochs) for mode in ("portable", "native")}
+
+
+def one_core_timings(repo: Repo, epochs: int, teacher_epochs: int) -> dict:
+    """Portable against native numerics with the processes held to one core (`taskset -c 0`): native
+    mode then runs one thread, portable mode still two, taking turns on the core."""
+    timings = {}
+    for mode in ("portable", "native"):
+        student = epochs_process(repo, "new", mode, epochs, "taskset", "-c", "0")
+        teacher = epochs_process(repo, "teacher", mode, teacher_epochs, "taskset", "-c", "0")
+        timings[mode] = {"student_epoch_s": min(student["student"]["epochs_s"]),
+                         "distill_epoch_s": min(student["distill"]["epochs_s"]), "teacher_epoch_s": teacher["epoch_s"]}
+    return timings
+
+
 def machine() -> dict:
     import tensorflow as tf
 
@@ -137,6 +186,7 @@ def machine() -> dict:
         "cpu": cpu,
         "cores": os.cpu_count(),
         "avx512": " avx512f " in flags,
+        "avx2": " avx2 " in flags,
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
     }
@@ -150,6 +200,10 @@ def verdicts(results: dict) -> dict:
         "new_temperature_over_full_repro": results["pipeline"]["new_temperature_over_full_repro"],
         "noop_repro_s": results["pipeline"]["noop_repro_s"],
         "max_stage_peak_rss_mib": max(stage["peak_rss_mib"] for stage in results["pipeline"]["stages"].values()),
+        "portable_over_native_student": results["epochs"]["portable_over_native_student"],
+        "portable_over_native_distill": results["epochs"]["portable_over_native_distill"],
+        "portable_over_native_teacher": round(
+            results["teacher"]["portable"]["epoch_s"] / results["teacher"]["native"]["epoch_s"], 3),
     }
     verdict = {}
     for name, value in values.items():
@@ -160,14 +214,17 @@ def verdicts(results: dict) -> dict:
 
 
 def markdown(results: dict) -> str:
-    epochs, pipeline, targets, teacher = results["epochs"], results["pipeline"], results["targets"], results["teacher"]
+    epochs, pipeline, targets = results["epochs"], results["pipeline"], results["targets"]
+    teacher, native_teacher, one_core = results["teacher"]["portable"], results["teacher"]["native"], results["one_core"]
 
     def mark(name: str) -> str:
         return f"{targets[name]['target']} ({'holds' if targets[name]['holds'] else 'missed'})"
 
     lines = [
         f"Benchmark ({results['mode']} mode) on {results['machine']['cpu']}, {results['machine']['cores']} cores, "
-        f"TensorFlow {results['machine']['tensorflow']}. Old engine: no XLA, 1 step per call, op determinism, "
+        f"{'AVX-512' if results['machine']['avx512'] else 'AVX2 at most'}, "
+        f"TensorFlow {results['machine']['tensorflow']}. Old and new engines under portable numerics, "
+        f"native: the new engine under native numerics. Old engine: no XLA, 1 step per call, op determinism, "
         f"Keras's feeding of arrays; new: params.yaml's train section, whole-pass batches (models.epoch_batches). "
         f"Epoch figures: the fastest of {epochs['epochs_timed']} epochs "
         f"({epochs['rounds']} alternating rounds, first epochs left out); medians, noise included, in their own rows.",
@@ -198,6 +255,21 @@ def markdown(results: dict) -> str:
         f"| {teacher['arch'].upper()} teacher training rate / its convolution's rate ({teacher['conv_reference']}) | "
         f"{teacher['gflops'] / teacher['conv_gflops']:.2f} ({teacher['gflops']:.0f} / {teacher['conv_gflops']:.0f} GFLOP/s) "
         f"| reported |",
+        f"| portable / native numerics, student epoch | {targets['portable_over_native_student']['value']:.3f} "
+        f"({epochs['student_epoch_s']:.3f} s / {epochs['native_student_epoch_s']:.3f} s) | "
+        f"{mark('portable_over_native_student')} |",
+        f"| portable / native numerics, distill epoch | {targets['portable_over_native_distill']['value']:.3f} "
+        f"({epochs['distill_epoch_s']:.3f} s / {epochs['native_distill_epoch_s']:.3f} s) | "
+        f"{mark('portable_over_native_distill')} |",
+        f"| portable / native numerics, {teacher['arch'].upper()} teacher epoch | "
+        f"{targets['portable_over_native_teacher']['value']:.3f} ({teacher['epoch_s']:.2f} s / "
+        f"{native_teacher['epoch_s']:.2f} s; its convolution {teacher['conv_gflops']:.0f} / "
+        f"{native_teacher['conv_gflops']:.0f} GFLOP/s) | {mark('portable_over_native_teacher')} |",
+        *(f"| one core (`taskset -c 0`), portable / native numerics, {label} epoch | "
+          f"{one_core['portable'][key] / one_core['native'][key]:.3f} ({one_core['portable'][key]:.3f} s / "
+          f"{one_core['native'][key]:.3f} s) | reported |"
+          for label, key in (("student", "student_epoch_s"), ("distill", "distill_epoch_s"),
+                             (f"{teacher['arch'].upper()} teacher", "teacher_epoch_s"))),
         f"| imports of a training process | {epochs['imports_s']:.2f} s | |",
         f"| teacher logits for train + val, once per run | {epochs['teacher_logits_once_s']:.2f} s | |",
         f"| `dvc exp run -S distill.temperature=...` / `dvc repro -f` | {pipeline['new_temperature_over_full_repro']:.3f} "
@@ -226,8 +298,8 @@ def main() -> None:
         results = {"mode": mode, "machine": machine()}
         results["pipeline"] = pipeline_timings(repo, new_temperature=default_temperature * 2)
         results["epochs"] = epoch_timings(repo, epochs)
-        output = repo.run(sys.executable, "-m", "bench.epochs", "teacher", str(teacher_epochs))
-        results["teacher"] = json.loads(output.strip().splitlines()[-1])
+        results["teacher"] = teacher_timings(repo, teacher_epochs)
+        results["one_core"] = one_core_timings(repo, epochs, teacher_epochs)
     results["targets"] = verdicts(results)
 
     out = ROOT / "bench" / "results"

@@ -15,3 +15,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's start-up
 # On a GPU, take memory as it is needed rather than all of it at start: the processes of
 # `dvc queue start -j N` then share one GPU. No effect on CPU.
 os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+
+from common import numerics  # noqa: E402  (after the defaults above, as TensorFlow must come after it)
+
+# The kernels and thread pool that params.yaml's train.numerics asks for, before TensorFlow loads.
+numerics.configure(numerics.mode_in_params())

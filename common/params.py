@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ruamel.yaml import YAML, YAMLError
 
+from common import numerics
 from common.cli import UserError
 from common.data import EXPECTED_COUNTS, NUM_CLASSES
 
@@ -71,8 +72,10 @@ class Student(Training):
 
 
 class Train(Section):
-    """How training runs. steps_per_execution changes speed only; XLA (jit_compile) rounds differently."""
+    """How training runs. steps_per_execution changes speed only; XLA (jit_compile) rounds differently,
+    and so does each numerics mode (common/numerics.py)."""
 
+    numerics: Literal[numerics.MODES]  # portable: the same bits on any x86-64 CPU with AVX2; native: all of this CPU
     strategy: Literal["auto", "default", "mirrored"]
     jit_compile: Literal["auto", True, False]  # auto: XLA for MLPs; see models.use_xla
     steps_per_execution: PositiveInt

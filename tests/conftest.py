@@ -26,7 +26,7 @@ from filelock import FileLock
 # companion, and the other worker takes the next modules meanwhile. Modules not named here follow in
 # collection order.
 SCHEDULE = (
-    "test_sweep.py", "test_models.py", "test_fanout.py", "test_pipeline.py", "test_interruption.py",
+    "test_sweep.py", "test_models.py", "test_fanout.py", "test_pipeline.py", "test_numerics.py", "test_interruption.py",
     "test_pipeline_failures.py", "test_strategy.py", "test_deploy.py", "test_losses.py", "test_params_forms.py",
     "test_params.py", "test_pipeline_params.py",
 )

@@ -12,7 +12,7 @@ RECIPE = params.Training(
     seed=0, hidden_units=[16], learning_rate=0.01, decay_steps=100, decay_alpha=0.1, batch_size=32, epochs=6, patience=1,
     min_steps=0,
 )
-ENGINE = params.Train(strategy="default", jit_compile="auto", steps_per_execution=1)
+ENGINE = params.Train(numerics="portable", strategy="default", jit_compile="auto", steps_per_execution=1)
 
 
 @pytest.mark.parametrize(
@@ -45,7 +45,7 @@ def test_cnn_shapes_parameter_count_and_engine():
     # + dense (7*7*64)*256+256 after two 2x2 poolings + logits 256*10+10
     assert model.count_params() == 288 + 128 + 18_432 + 256 + 803_072 + 2_570
     assert model.output.shape == (None, 10) and model.layers[-1].activation.__name__ == "linear"
-    auto = params.Train(strategy="default", jit_compile="auto", steps_per_execution=16)
+    auto = params.Train(numerics="portable", strategy="default", jit_compile="auto", steps_per_execution=16)
     assert not models.use_xla(auto, TEACHER)  # measured 5x slower with XLA on CPU
     assert models.use_xla(auto, TEACHER.model_copy(update={"arch": "mlp"}))
     assert models.describe(TEACHER) == "cnn (conv_filters [32, 64], conv_dense_units 256)"

@@ -103,6 +103,7 @@ def written_lists(values):
 # Every key of the schema but prepare's two, which depend on each other and are generated together.
 VALID_TEXT = {
     "seed": written_ints(st.integers(min_value=0, max_value=2**31)),
+    "train.numerics": st.sampled_from(["portable", "native"]),
     "train.strategy": st.sampled_from(["auto", "default", "mirrored"]),
     "train.jit_compile": st.sampled_from(["auto", "true", "false", "True", "FALSE"]),
     "train.steps_per_execution": written_ints(st.integers(min_value=1, max_value=10_000)),
@@ -133,7 +134,7 @@ VALID_TEXT |= {
 
 
 FLOAT_NAMES = ("temperature", "alpha", "learning_rate", "decay_alpha", "dropout", "train_fraction")
-TEXT_KEYS = ("train.strategy", "train.jit_compile", "teacher.arch")
+TEXT_KEYS = ("train.numerics", "train.strategy", "train.jit_compile", "teacher.arch")
 
 
 def expected_value(key: str, text: str):
@@ -143,7 +144,7 @@ def expected_value(key: str, text: str):
         return float(text)
     if text == "null":
         return None
-    if key in ("train.strategy", "teacher.arch"):
+    if key in ("train.numerics", "train.strategy", "teacher.arch"):
         return text
     if key == "train.jit_compile":
         return text if text == "auto" else text.lower() == "true"

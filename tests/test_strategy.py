@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MIRRORED_ON_TWO_CPUS = r"""
 import json
 import numpy as np
+import common  # first: it applies params.yaml's numerics before TensorFlow loads
 import tensorflow as tf
 
 cpu = tf.config.list_physical_devices("CPU")[0]
@@ -31,7 +32,7 @@ teacher_logits = rng.normal(size=(512, 10)).astype(np.float32)
 targets = {"label": labels, "teacher_logits": teacher_logits}
 
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-engine = params.Train(strategy="mirrored", jit_compile="auto", steps_per_execution=2)
+engine = params.Train(numerics="portable", strategy="mirrored", jit_compile="auto", steps_per_execution=2)
 models.make_deterministic(recipe, engine)
 with strategy.scope():
     student = models.build(recipe, "student")
@@ -90,7 +91,7 @@ def test_mirrored_with_xla_forced_on_is_one_clear_line():
     from common import models, params
     from common.cli import UserError
 
-    engine = params.Train(strategy="mirrored", jit_compile=True, steps_per_execution=16)
+    engine = params.Train(numerics="portable", strategy="mirrored", jit_compile=True, steps_per_execution=16)
     recipe = params.load().student
     with pytest.raises(UserError) as raised:
         models.use_xla(engine, recipe)

@@ -1,0 +1,93 @@
+"""Which CPU kernels TensorFlow may run, so that the same params give the same bits on any x86-64 CPU
+with AVX2, whatever else it offers and however many cores it has.
+
+Training amplifies last-bit differences: the same commit trained a teacher of 0.9266 on one CPU and
+0.9229 on another. Two things choose the bits besides the code and the data, both measured in
+docs/reproducibility.md:
+- the instruction set: oneDNN (TensorFlow's convolutions and matmuls, and the dots of XLA-compiled
+  training) and XLA's own code generator pick their kernels from what the CPU offers at run time.
+  Both honour a cap, read once when TensorFlow loads, and a CPU with AVX2 runs the same AVX2 code
+  whatever it has beyond it;
+- the size of TensorFlow's intra-op thread pool, by which oneDNN and XLA split reductions. It is
+  the pool's size that counts, not the cores: a pool of 2 on one core gives the bits of 2 on two.
+
+`portable` (the default) caps both at AVX2 (with FMA) and fixes the pool at PORTABLE_THREADS;
+`native` leaves both to TensorFlow: every instruction and core the host has, and bits of its own.
+"""
+
+import os
+import platform
+import re
+import sys
+from pathlib import Path
+
+MODES = ("portable", "native")
+PORTABLE_ISA = "AVX2"
+# On the 2-core machines that make this project's commits it costs nothing; measured costs on other
+# core counts are in docs/reproducibility.md.
+PORTABLE_THREADS = 2
+# What the caps need from the CPU for the AVX2 kernels to be the ones that run.
+PORTABLE_CPU_FLAGS = ("avx2", "fma")
+
+ENVIRONMENT = {
+    "ONEDNN_MAX_CPU_ISA": PORTABLE_ISA,
+    "TF_NUM_INTRAOP_THREADS": str(PORTABLE_THREADS),
+}
+XLA_ISA_FLAG = f"--xla_cpu_max_isa={PORTABLE_ISA}"
+
+# The mode this process runs in, once configure() has run.
+mode: str | None = None
+
+
+def mode_in_params(path: Path = Path("params.yaml")) -> str:
+    """train.numerics from params.yaml, read before TensorFlow loads; the default when the file, the
+    key or a valid value is missing, since the stage's full check of params.yaml reports those."""
+    from ruamel.yaml import YAML, YAMLError
+
+    try:
+        value = YAML(typ="safe").load(path.read_text(encoding="utf-8"))["train"]["numerics"]
+    except (OSError, YAMLError, TypeError, KeyError, UnicodeDecodeError):
+        return MODES[0]
+    return value if value in MODES else MODES[0]
+
+
+def portable_environment(environ: dict[str, str]) -> dict[str, str]:
+    """`environ` with the portable caps and pool size in place of whatever it had for them."""
+    xla_flags = re.sub(r"--xla_cpu_max_isa=\S*", "", environ.get("XLA_FLAGS", "")).split()
+    return {**environ, **ENVIRONMENT, "XLA_FLAGS": " ".join([*xla_flags, XLA_ISA_FLAG])}
+
+
+def cpu_scope(machine: str, cpu_flags: set[str] | None) -> str | None:
+    """None where portable mode reproduces bit for bit; otherwise the one line that says what does."""
+    consequence = "results here match other machines within seed noise, and dvc.lock's hashes will differ"
+    if machine not in ("x86_64", "AMD64"):
+        return f"numerics: portable mode reproduces bit for bit on x86-64 with AVX2 only, not on {machine}: {consequence}"
+    if cpu_flags is None:
+        return f"numerics: could not read this CPU's features from /proc/cpuinfo to check for AVX2 and FMA: {consequence}"
+    missing = [flag for flag in PORTABLE_CPU_FLAGS if flag not in cpu_flags]
+    if missing:
+        return (f"numerics: this CPU lacks {' and '.join(flag.upper() for flag in missing)}, which portable mode's kernels need: "
+                f"{consequence}")
+    return None
+
+
+def host_cpu_flags() -> set[str] | None:
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    flags = next((line.split(":", 1)[1] for line in cpuinfo.splitlines() if line.startswith("flags")), "")
+    return set(flags.split())
+
+
+def configure(requested: str) -> None:
+    """Sets the process up for `requested` numerics. Must run before TensorFlow loads, which reads
+    these settings once; common/__init__ does it for every stage, tool, benchmark and test."""
+    global mode
+    if "tensorflow" in sys.modules:
+        raise RuntimeError("common.numerics.configure() ran after TensorFlow loaded: import common first")
+    if requested == "portable":
+        os.environ.update(portable_environment(dict(os.environ)))
+        if scope := cpu_scope(platform.machine(), host_cpu_flags()):
+            print(scope, file=sys.stderr)
+    mode = requested

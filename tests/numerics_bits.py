@@ -1,0 +1,52 @@
+"""One fresh process's trained bits under the numerics that ./params.yaml names, for test_numerics.
+
+    cd FOLDER_WITH_PARAMS_YAML && PYTHONPATH=ROOT python ROOT/tests/numerics_bits.py
+
+Trains the pipeline's layer shapes briefly on fixed random images: a 784-128-10 MLP under XLA and the
+CNN teacher's two blocks (32 and 64 filters) without it, in that order (op determinism, which the
+CNN turns on, keeps Keras from XLA for the rest of a process). Shapes this size are needed: on a tiny
+CNN the thread pool's size changes no bit, and the test would show nothing. Prints one JSON line:
+each model's weight digest and the settings TensorFlow read.
+"""
+
+import hashlib
+import json
+import os
+
+import numpy as np
+
+import common  # noqa: F401  (first: it applies ./params.yaml's train.numerics before TensorFlow loads)
+from common import losses, models, numerics, params
+
+ENGINE = params.Train(numerics="portable", strategy="default", jit_compile="auto", steps_per_execution=4)
+MLP = params.Training(seed=3, hidden_units=[128], learning_rate=0.001, decay_steps=None, decay_alpha=0.01,
+                      batch_size=256, epochs=1, patience=1, min_steps=0)
+CNN = params.Teacher(seed=5, hidden_units=[8], learning_rate=0.001, decay_steps=None, decay_alpha=0.01, batch_size=128,
+                     epochs=1, patience=1, min_steps=0, arch="cnn", conv_filters=[32, 64], conv_dense_units=64,
+                     dropout=0.3)
+
+
+def trained_digest(recipe: params.Training, count: int) -> str:
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (count, 28, 28), dtype=np.uint8), rng.integers(0, 10, count)
+    models.make_deterministic(recipe, ENGINE)
+    model = models.build(recipe, "student" if recipe is MLP else "teacher")
+    models.fit(model, recipe, ENGINE, images, labels, images[:256], labels[:256], stage="numerics_bits",
+               recipe_name="numerics_bits", loss=losses.label_loss())
+    return hashlib.sha256(b"".join(weights.tobytes() for weights in model.get_weights())).hexdigest()
+
+
+def main() -> None:
+    mlp = trained_digest(MLP, 2048)
+    cnn = trained_digest(CNN, 512)
+    print(json.dumps({
+        "mode": numerics.mode,
+        "environment": {name: os.environ.get(name) for name in ("ONEDNN_MAX_CPU_ISA", "XLA_FLAGS", "TF_NUM_INTRAOP_THREADS")},
+        "mlp_xla": models.use_xla(ENGINE, MLP),
+        "mlp": mlp,
+        "cnn": cnn,
+    }))
+
+
+if __name__ == "__main__":
+    main()
