@@ -111,24 +111,6 @@ def test_predict_prints_every_class_with_probabilities(exported, tmp_path):
         assert sum(probabilities) == pytest.approx(1, abs=1e-3)
 
 
-@pytest.mark.parametrize("name, content, message", [
-    ("missing.png", None, "missing.png: no such file"),
-    ("notes.png", b"not an image", "notes.png: not a readable image (PNG or JPEG expected)"),
-    ("truncated.png", b"\x89PNG\r\n\x1a\n\x00\x00", "truncated.png: not a readable image (PNG or JPEG expected)"),
-    ("folder", "dir", "folder: is a folder, not an image file"),
-])
-def test_a_bad_file_is_one_line_and_exit_2(tmp_path, name, content, message):
-    path = tmp_path / name
-    if content == "dir":
-        path.mkdir()
-    elif content is not None:
-        path.write_bytes(content)
-    result = subprocess.run([sys.executable, "-m", "tools.predict", str(path)], cwd=ROOT, capture_output=True, text=True)
-    assert result.returncode == 2
-    assert result.stderr.startswith(f"error: {path}") and message in result.stderr
-    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
-
-
 def test_a_missing_model_says_how_to_make_it(tmp_path):
     garment().save(tmp_path / "bag.png")
     result = subprocess.run([sys.executable, "-m", "tools.predict", str(tmp_path / "bag.png"), "--model",

@@ -2,19 +2,21 @@
 
     python -m tools.predict shoe.png [more.jpg ...] [--model models/export/distilled/int8.tflite]
 
-Any PNG or JPEG, of any size and colour, is made to look like the training data: grayscale, padded
-to a square with its own background colour, scaled to 28x28, and a light object on a dark
-background. Fashion-MNIST images have a black background; a photo usually has a light one, so when
-the image's border (its outermost pixels) is lighter on average than mid-grey, the image is inverted.
+Any PNG or JPEG (or WebP, BMP, GIF), of any size and colour, is made to look like the training data:
+grayscale (common.images: 16-bit scaled, transparency laid over white), scaled so that its longer
+side is 28 pixels, centred on a 28x28 square of its own background colour, and a light object on a
+dark background. Fashion-MNIST images have a black background; a photo usually has a light one, so
+when the image's border (its outermost pixels) is lighter on average than mid-grey, the image is
+inverted: a cut-out on a transparent background, laid over white, is inverted too.
 """
 
 import argparse
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
-from common import cli, deploy
+from common import cli, deploy, images
 from common.data import CLASS_NAMES, IMAGE_SHAPE
 
 DEFAULT_MODEL = deploy.export_path("distilled", deploy.FLOAT32)
@@ -25,27 +27,21 @@ def border_mean(pixels: np.ndarray) -> float:
     return float(np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]]).mean())
 
 
-def to_training_look(image: Image.Image) -> np.ndarray:
-    """uint8 (28, 28): grayscale, light object on a dark background, the whole image fitted in."""
-    gray = ImageOps.exif_transpose(image).convert("L")
+def to_training_look(gray: Image.Image) -> np.ndarray:
+    """uint8 (28, 28) from an 8-bit grayscale image: a light object on a dark background, the whole
+    image fitted in. Fitting before padding keeps the work small whatever the aspect ratio."""
     background = round(border_mean(np.asarray(gray)))
-    side = max(gray.size)
-    square = Image.new("L", (side, side), background)
-    square.paste(gray, ((side - gray.width) // 2, (side - gray.height) // 2))
-    pixels = np.asarray(square.resize(IMAGE_SHAPE[::-1], Image.Resampling.LANCZOS), dtype=np.uint8)
+    scale = IMAGE_SHAPE[0] / max(gray.size)
+    fitted = gray.resize((max(1, round(gray.width * scale)), max(1, round(gray.height * scale))),
+                         Image.Resampling.LANCZOS)
+    square = Image.new("L", IMAGE_SHAPE[::-1], background)
+    square.paste(fitted, ((square.width - fitted.width) // 2, (square.height - fitted.height) // 2))
+    pixels = np.asarray(square, dtype=np.uint8)
     return 255 - pixels if background > MID_GREY else pixels
 
 
 def load_image(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as image:
-            return to_training_look(image)
-    except FileNotFoundError:
-        raise cli.UserError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise cli.UserError(f"{path}: is a folder, not an image file") from None
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise cli.UserError(f"{path}: not a readable image (PNG or JPEG expected): {error}") from None
+    return to_training_look(images.read_gray(path))
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -55,7 +51,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("images", nargs="+", type=Path, help="PNG or JPEG files")
+    parser.add_argument("images", nargs="+", type=Path, help="PNG or JPEG files (WebP, BMP, GIF: first frame)")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=f"a .tflite export (default {DEFAULT_MODEL})")
     parser.add_argument("--top", type=int, default=len(CLASS_NAMES), help="how many classes to print per image")
     args = parser.parse_args()
