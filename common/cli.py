@@ -1,5 +1,6 @@
 """How every stage reports a mistake the user can fix: one line on stderr, non-zero exit."""
 
+import errno
 import os
 import resource
 import signal
@@ -15,6 +16,36 @@ EXIT_USER_ERROR = 2
 
 class UserError(Exception):
     """A bad param, a missing or corrupted file: something the user fixes, not a bug."""
+
+
+# Write failures the user can fix, and what to do about each: "{folder}" is the folder written to.
+STORAGE_ERRORS = {
+    errno.ENOSPC: "the disk is full: free space on it (`df -h {folder}`) and run again",
+    errno.EDQUOT: "the disk quota is used up: free space or raise the quota, and run again",
+    errno.EROFS: "the file system is read-only: remount it read-write, or work in a writable copy",
+    errno.EACCES: "this user may not write there: make {folder} writable (`ls -ld {folder}`) or run as its owner",
+    errno.EPERM: "this user may not write there: make {folder} writable (`ls -ld {folder}`) or run as its owner",
+    errno.EFBIG: "the file is larger than this process may write: raise the limit (`ulimit -f`)",
+}
+
+
+def storage_errno(error: BaseException) -> int | None:
+    """The errno of a write failure the user can fix, or None. h5py and TensorFlow raise their own
+    exception types and give the errno only as its text, so the text is read too."""
+    code = getattr(error, "errno", None)
+    if code in STORAGE_ERRORS:
+        return code
+    text = str(error)
+    return next((code for code in STORAGE_ERRORS if os.strerror(code) in text), None)
+
+
+def storage_error(path, error: BaseException) -> UserError | None:
+    """One line for a write to `path` that failed for a reason the user can fix; None for any other failure."""
+    code = storage_errno(error)
+    if code is None:
+        return None
+    folder = os.path.dirname(os.path.abspath(path))
+    return UserError(f"{path}: cannot write ({os.strerror(code)}): {STORAGE_ERRORS[code].format(folder=folder)}")
 
 
 # Set by the Ctrl-C handler that run() installs, and never cleared: outputs.replacing reads it.
@@ -50,7 +81,13 @@ def run(main: Callable[[], None], *, end_process: bool = False, report: bool = T
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where Ctrl-C is ignored
         signal.signal(signal.SIGINT, _on_interrupt)
     try:
-        main()
+        try:
+            main()
+        except OSError as error:
+            # Writes through common.outputs name their output; this names the file of any other.
+            if problem := storage_error(error.filename or "a file", error):
+                raise problem from error
+            raise
     except UserError as error:
         if os.environ.get("KD_DEBUG"):
             raise

@@ -1,7 +1,9 @@
 """Outputs are whole files or nothing."""
 
+import errno
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -10,7 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from common.cli import UserError
+from dvc_repo import ROOT
+from filesystems import read_only, tiny_tmpfs, unwritable_folder
+
+from common import outputs
+from common.cli import UserError, storage_errno
 from common.outputs import replacing, replacing_dir, write_json, write_text
 
 
@@ -113,3 +119,137 @@ def test_after_a_dropped_ctrl_c_no_output_is_renamed_into_place(tmp_path):
     assert "Exception ignored in" in result.stderr
     assert result.returncode in (-signal.SIGINT, 128 + signal.SIGINT), result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ disks and permissions that say no
+
+WRITER = """
+import sys
+from common import cli, outputs
+cli.run(lambda: outputs.write_text(sys.argv[1], "x" * int(sys.argv[2])), report=False)
+"""
+
+
+def run_writer(target: Path, size: int, *prefix: str, **options) -> subprocess.CompletedProcess:
+    return subprocess.run([*prefix, sys.executable, "-c", WRITER, str(target), str(size)], cwd=ROOT,
+                          capture_output=True, text=True, **options)
+
+
+def assert_one_line(result: subprocess.CompletedProcess, *parts: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    for part in parts:
+        assert part in result.stderr
+
+
+def test_a_full_disk_is_one_line_and_the_old_file_stays(tmp_path):
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    (folder / "evaluate.json").write_text("old\n")
+    with tiny_tmpfs(folder, 64 * 1024):
+        result = run_writer(folder / "evaluate.json", 1_000_000)
+        assert_one_line(result, f"error: {folder / 'evaluate.json'}: cannot write (No space left on device)",
+                        f"`df -h {folder}`")
+        assert [path.name for path in folder.iterdir()] == ["evaluate.json"]
+        assert (folder / "evaluate.json").read_text() == "old\n"
+
+
+def test_a_read_only_folder_is_one_line_and_the_old_file_stays(tmp_path):
+    (tmp_path / "evaluate.json").write_text("old\n")
+    with read_only(tmp_path):
+        result = run_writer(tmp_path / "evaluate.json", 10)
+        assert_one_line(result, "cannot write (Read-only file system): the file system is read-only")
+        assert (tmp_path / "evaluate.json").read_text() == "old\n"
+
+
+def test_a_folder_this_user_may_not_write_is_one_line(tmp_path):
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    prefix = unwritable_folder(folder)
+    result = run_writer(folder / "evaluate.json", 10, *prefix)
+    assert_one_line(result, "cannot write (Permission denied): this user may not write there", f"`ls -ld {folder}`")
+    assert list(folder.iterdir()) == []
+
+
+def test_a_file_size_limit_is_one_line_and_no_side_file_stays(tmp_path):
+    def limit_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write then fails with EFBIG instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    result = run_writer(tmp_path / "big.txt", 100_000, preexec_fn=limit_file_size)
+    assert_one_line(result, "cannot write (File too large)", "`ulimit -f`")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("error", "code"), [
+    (OSError(errno.ENOSPC, "No space left on device"), errno.ENOSPC),
+    # h5py and TensorFlow raise types of their own and give the errno only in their text.
+    (RuntimeError("Unable to synchronously create file (errno = 28, error message = 'No space left on device')"),
+     errno.ENOSPC),
+    (RuntimeError("PermissionDeniedError: models/export/x; Permission denied"), errno.EACCES),
+    (OSError(errno.EDQUOT, "Disk quota exceeded"), errno.EDQUOT),
+    (OSError(errno.ENOENT, "No such file or directory"), None),
+    (ValueError("shapes do not match"), None),
+])
+def test_storage_errors_are_recognised_by_errno_or_by_their_text(error, code):
+    assert storage_errno(error) == code
+
+
+def test_a_failed_folder_write_keeps_the_old_folder_and_removes_the_new(tmp_path):
+    target = tmp_path / "curves"
+    target.mkdir()
+    (target / "loss.tsv").write_text("old\n")
+    with pytest.raises(UserError, match=r"curves: cannot write \(No space left on device\)"):
+        with replacing_dir(target) as staging:
+            (staging / "loss.tsv").write_text("new\n")
+            raise OSError(errno.ENOSPC, "No space left on device")  # injected: as a write inside the folder meets it
+    assert [path.name for path in tmp_path.iterdir()] == ["curves"]
+    assert (target / "loss.tsv").read_text() == "old\n"
+
+
+def test_a_folder_is_swapped_in_one_step_and_nothing_is_left_beside_it(tmp_path):
+    target = tmp_path / "export"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with replacing_dir(target) as staging:
+        (staging / "new.txt").write_text("new")
+    assert [path.name for path in tmp_path.iterdir()] == ["export"]
+    assert [path.name for path in target.iterdir()] == ["new.txt"]
+
+
+def test_the_exchange_swaps_two_folders_whole(tmp_path):
+    for name in ("first", "second"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / f"{name}.txt").write_text(name)
+    assert outputs.exchange(tmp_path / "first", tmp_path / "second")  # Linux has it; elsewhere the two-step swap
+    assert [path.name for path in (tmp_path / "first").iterdir()] == ["second.txt"]
+    assert [path.name for path in (tmp_path / "second").iterdir()] == ["first.txt"]
+
+
+def test_a_swap_stopped_between_its_two_renames_is_undone_by_the_next_write(tmp_path, monkeypatch):
+    """Where no atomic exchange exists, the old folder waits beside under another name while the new one
+    is renamed in. A crash just then (injected: the second rename raises) leaves no folder at the path;
+    the next write of it puts the old one back first."""
+    target = tmp_path / "export"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    monkeypatch.setattr(outputs, "exchange", lambda first, second: False)
+    renames = []
+
+    def crash_on_second_rename(source, destination):
+        renames.append(destination)
+        if len(renames) == 2:
+            raise KeyboardInterrupt  # the process dies here
+        os.rename(source, destination)
+
+    monkeypatch.setattr(outputs.os, "replace", crash_on_second_rename)
+    with pytest.raises(KeyboardInterrupt), replacing_dir(target) as staging:
+        (staging / "new.txt").write_text("new")
+    monkeypatch.undo()
+    assert not target.exists() and [path.name for path in tmp_path.iterdir()] == [f".previous-{os.getpid()}-export"]
+
+    with pytest.raises(RuntimeError), replacing_dir(target):
+        assert (target / "old.txt").read_text() == "old"  # back before anything else happens
+        raise RuntimeError("this write fails too")
+    assert [path.name for path in tmp_path.iterdir()] == ["export"]
+    assert (target / "old.txt").read_text() == "old"
