@@ -3,10 +3,10 @@
 Numpy only: nothing here imports TensorFlow.
 """
 
-import gzip
 import hashlib
 import os
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,11 +126,43 @@ def locate_source() -> tuple[str, Path]:
     return "download cache", directory
 
 
+def payload_size(name: str) -> int:
+    """The exact size of IDX file `name`: its header (magic number and dimensions), then one byte per
+    label or pixel."""
+    count = EXPECTED_COUNTS[name.split("-")[0]]
+    if "images" in name:
+        return 16 + count * IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
+    return 8 + count
+
+
+def decompress_at_most(path: Path, limit: int) -> bytes:
+    """The gzip file at `path` decompressed, refused as soon as it yields more than `limit` bytes:
+    a small hostile file cannot fill memory before the checksum is checked."""
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    payload = bytearray()
+    with open(path, "rb") as compressed:
+        while chunk := compressed.read(1 << 20):
+            payload += inflater.decompress(chunk, limit + 1 - len(payload))
+            if len(payload) > limit or inflater.unused_data:
+                raise UserError(f"{path}: decompresses to more than the {limit:,} bytes its file holds; "
+                                f"it is not Fashion-MNIST's. {GET_DATA_HINT}")
+    if not inflater.eof:
+        raise UserError(f"{path}: cannot decompress (the gzip stream ends early); the file is truncated or not gzip. {GET_DATA_HINT}")
+    return bytes(payload)
+
+
 def read_payload(path: Path, name: str) -> bytes:
     """The decompressed bytes of IDX file `name` stored at `path`, verified against its known SHA-256."""
+    limit = payload_size(name)
     try:
-        payload = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (EOFError, gzip.BadGzipFile, OSError) as error:
+        if path.suffix == ".gz":
+            payload = decompress_at_most(path, limit)
+        elif path.stat().st_size > limit:
+            raise UserError(f"{path}: {path.stat().st_size:,} bytes, more than the {limit:,} its file holds; "
+                            f"it is not Fashion-MNIST's. {GET_DATA_HINT}")
+        else:
+            payload = path.read_bytes()
+    except (zlib.error, OSError) as error:
         raise UserError(f"{path}: cannot decompress ({error}); the file is truncated or not gzip. {GET_DATA_HINT}") from None
     digest = hashlib.sha256(payload).hexdigest()
     if digest != SHA256[name]:
@@ -142,16 +174,25 @@ def read_payload(path: Path, name: str) -> bytes:
 
 
 def _fetch(url: str, target: Path, name: str) -> None:
-    """Downloads to a side file that takes the target's name only once its checksum holds."""
+    """Downloads to a side file that takes the target's name only once its checksum holds. The download
+    stops at the decompressed file's size, which its gzip is smaller than, so no mirror can fill the disk."""
     from tqdm import tqdm  # only a download needs a progress bar
 
+    cap = payload_size(name)
+    too_large = f"{url}: more than {cap:,} bytes, the size of {name} before compression; not Fashion-MNIST's file"
     with outputs.replacing(target) as partial:
-        with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out, \
-                tqdm(total=int(response.headers.get("Content-Length") or 0) or None,
-                     unit="B", unit_scale=True, desc=target.name) as progress:
-            while chunk := response.read(1 << 16):
-                out.write(chunk)
-                progress.update(len(chunk))
+        with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
+            announced = int(response.headers.get("Content-Length") or 0)
+            if announced > cap:
+                raise UserError(too_large)
+            received = 0
+            with tqdm(total=announced or None, unit="B", unit_scale=True, desc=target.name) as progress:
+                while chunk := response.read(1 << 16):
+                    received += len(chunk)
+                    if received > cap:
+                        raise UserError(too_large)
+                    out.write(chunk)
+                    progress.update(len(chunk))
         read_payload(partial, name)
 
 

@@ -1,6 +1,7 @@
 """The schema of params.yaml: every stage validates the whole file before doing any work."""
 
 import difflib
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -9,9 +10,22 @@ from ruamel.yaml import YAML, YAMLError
 
 from common import numerics
 from common.cli import UserError
-from common.data import EXPECTED_COUNTS, NUM_CLASSES
+from common.data import EXPECTED_COUNTS, IMAGE_SHAPE, NUM_CLASSES
 
 PARAMS_FILE = Path("params.yaml")
+
+# Upper bounds on every value that sets memory or time; docs/params.md gives the reason for each.
+MAX_UNITS = 16_384  # a dense layer's width
+MAX_LAYERS = 16
+MAX_FILTERS = 1_024
+# Each CNN block halves the image with its max-pooling: 28 pixels are 1 after four blocks, 0 after five.
+MAX_BLOCKS = int(math.log2(min(IMAGE_SHAPE)))
+# The CNN's first block holds 1.6 GB of activations for a batch this size.
+MAX_BATCH = 16_384
+MAX_EPOCHS = 10_000
+# An epoch's batches are gathered at once (models.epoch_batches): 750 MiB of pixels at this many
+# images, and as much again while they are gathered.
+MAX_PASS_IMAGES = 1_000_000
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
@@ -47,20 +61,34 @@ class Training(Section):
     """The recipe shared by teacher and student; distill reuses the student's."""
 
     seed: NonNegativeInt  # weight initialisation and shuffling
-    hidden_units: Annotated[list[PositiveInt], Field(min_length=1)]
+    hidden_units: Annotated[list[Annotated[int, Field(gt=0, le=MAX_UNITS)]], Field(min_length=1, max_length=MAX_LAYERS)]
     learning_rate: PositiveFloat
     decay_steps: PositiveInt | None  # None: the cosine spans the whole run
     decay_alpha: UnitFloat
-    batch_size: PositiveInt
-    epochs: PositiveInt
+    batch_size: Annotated[int, Field(gt=0, le=MAX_BATCH)]
+    epochs: Annotated[int, Field(gt=0, le=MAX_EPOCHS)]
     patience: NonNegativeInt
-    min_steps: NonNegativeInt  # a small training set repeats within an epoch until the run has this many steps
+    # A small training set repeats within an epoch until the run has this many steps; bounded with
+    # epochs and batch_size by pass_problem.
+    min_steps: NonNegativeInt
+
+    def pass_problem(self, section: str) -> str | None:
+        """min_steps must not make an epoch gather more than MAX_PASS_IMAGES images at once."""
+        images = math.ceil(self.min_steps / self.epochs) * self.batch_size
+        if images <= MAX_PASS_IMAGES:
+            return None
+        return (
+            f"{PARAMS_FILE}: {section}.min_steps = {self.min_steps} is invalid: with epochs {self.epochs} and "
+            f"batch_size {self.batch_size} an epoch gathers {images:,} images at once; allowed up to "
+            f"{MAX_PASS_IMAGES:,} (750 MiB): lower min_steps or batch_size, or raise epochs"
+        )
 
 
 class Teacher(Training):
     arch: Literal["mlp", "cnn"]  # mlp: the reference code's network, hidden_units wide
-    conv_filters: Annotated[list[PositiveInt], Field(min_length=1)]  # cnn: one block per entry
-    conv_dense_units: PositiveInt  # cnn: the dense layer after the conv blocks
+    # cnn: one block per entry
+    conv_filters: Annotated[list[Annotated[int, Field(gt=0, le=MAX_FILTERS)]], Field(min_length=1, max_length=MAX_BLOCKS)]
+    conv_dense_units: Annotated[int, Field(gt=0, le=MAX_UNITS)]  # cnn: the dense layer after the conv blocks
     dropout: DropoutRate  # cnn: before and after that dense layer
 
 
@@ -87,11 +115,13 @@ class Distill(Section):
 
 
 class Evaluate(Section):
-    ece_bins: PositiveInt
+    # More bins than test images would leave most of them empty.
+    ece_bins: Annotated[int, Field(gt=0, le=EXPECTED_COUNTS["t10k"])]
 
 
 class Export(Section):
-    calibration_images: PositiveInt  # training images that set the int8 model's ranges
+    # Training images that set the int8 model's ranges; at most the training split (Params checks).
+    calibration_images: PositiveInt
 
 
 class Params(Section):
@@ -103,6 +133,17 @@ class Params(Section):
     distill: Distill
     evaluate: Evaluate
     export: Export
+
+    def calibration_problem(self) -> str | None:
+        """The int8 calibration sample must fit in the training split, whose size prepare sets."""
+        split = (self.prepare.subset or EXPECTED_COUNTS["train"]) - self.prepare.val_size
+        if self.export.calibration_images <= split:
+            return None
+        return (
+            f"{PARAMS_FILE}: export.calibration_images = {self.export.calibration_images} is invalid: allowed "
+            f"1..{split}, the training split's size (prepare.subset = {self.prepare.subset}, "
+            f"prepare.val_size = {self.prepare.val_size})"
+        )
 
 
 def _allowed_keys(model: type[BaseModel], location: tuple) -> list[str]:
@@ -142,7 +183,9 @@ def validate(raw: Any) -> Params:
     except ValidationError as error:
         # The first problem is the one to fix; one line keeps the message readable.
         raise UserError(_describe(error.errors()[0])) from None
-    if problem := validated.prepare.val_size_problem():
+    problems = (validated.prepare.val_size_problem(), validated.teacher.pass_problem("teacher"),
+                validated.student.pass_problem("student"), validated.calibration_problem())
+    if problem := next((problem for problem in problems if problem), None):
         raise UserError(problem)
     return validated
 

@@ -130,3 +130,51 @@ def test_altered_prepared_files_are_named(tmp_path):
     (tmp_path / "val_labels.npy").write_bytes((tmp_path / "val_labels.npy").read_bytes()[:-2])
     with pytest.raises(UserError, match=r"val_labels.npy: unreadable .*run `dvc repro -f prepare`"):
         data.load_split("val", tmp_path)
+
+
+# ------------------------------------------------------------------ sizes fixed by the IDX header
+
+def test_payload_sizes_are_those_of_the_idx_headers():
+    assert data.payload_size("train-images-idx3-ubyte") == 16 + 60_000 * 28 * 28
+    assert data.payload_size("t10k-labels-idx1-ubyte") == 8 + 10_000
+
+
+def test_a_gzip_bomb_is_refused_before_it_is_inflated(tmp_path):
+    """100 MB of zeros compress to about 100 KB; the labels file holds 60,008 bytes. Decompression stops
+    one byte past that, so the 100 MB never exist in memory."""
+    path = tmp_path / "train-labels-idx1-ubyte.gz"
+    path.write_bytes(gzip.compress(bytes(100_000_000), mtime=0))
+    with pytest.raises(UserError, match=rf"^{path}: decompresses to more than the 60,008 bytes its file holds"):
+        data.read_payload(path, "train-labels-idx1-ubyte")
+
+
+def test_a_second_gzip_member_behind_the_first_is_refused(tmp_path):
+    path = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    path.write_bytes(gzip.compress(b"x" * 100, mtime=0) + gzip.compress(b"more", mtime=0))
+    with pytest.raises(UserError, match=r"decompresses to more than the 10,008 bytes"):
+        data.read_payload(path, "t10k-labels-idx1-ubyte")
+
+
+def test_an_uncompressed_file_larger_than_its_header_allows_is_refused_unread(tmp_path):
+    path = tmp_path / "t10k-labels-idx1-ubyte"
+    path.write_bytes(bytes(10_009))
+    with pytest.raises(UserError, match=rf"^{path}: 10,009 bytes, more than the 10,008 its file holds"):
+        data.read_payload(path, "t10k-labels-idx1-ubyte")
+
+
+def end_headers_without_length(handler):
+    """The mirror's headers without Content-Length, as a streaming mirror sends them."""
+    handler._headers_buffer = [line for line in handler._headers_buffer if not line.startswith(b"Content-Length")]
+    http.server.SimpleHTTPRequestHandler.end_headers(handler)
+
+
+@pytest.mark.parametrize("announced", [True, False])
+def test_a_download_stops_at_the_size_cap(tmp_path, mirror, monkeypatch, announced):
+    folder, url = mirror
+    (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(bytes(200_000))  # far more than 10,008
+    if not announced:
+        monkeypatch.setattr(QuietHandler, "end_headers", end_headers_without_length)
+    target = tmp_path / "cache" / "t10k-labels-idx1-ubyte.gz"
+    with pytest.raises(UserError, match=r"more than 10,008 bytes, the size of t10k-labels-idx1-ubyte before compression"):
+        data._fetch(url + target.name, target, "t10k-labels-idx1-ubyte")
+    assert not target.parent.exists() or list(target.parent.iterdir()) == []

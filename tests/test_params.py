@@ -61,6 +61,18 @@ def test_committed_params_are_valid():
         # YAML 1.2, as DVC reads it: `yes` is a string, not a bool.
         ("train", "jit_compile", "yes", "params.yaml: train.jit_compile = 'yes' is invalid: input should be 'auto', True or False"),
         ("train", "steps_per_execution", 0, "params.yaml: train.steps_per_execution = 0 is invalid: input should be greater than 0"),
+        # Upper bounds on what sets memory or time.
+        ("student", "hidden_units", [128, 16_385], "params.yaml: student.hidden_units[1] = 16385 is invalid: input should be less than or equal to 16384"),
+        ("student", "hidden_units", [8] * 17, "params.yaml: student.hidden_units = [8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8] is invalid: list should have at most 16 items"),
+        ("teacher", "conv_filters", [8, 8, 8, 8, 8], "params.yaml: teacher.conv_filters = [8, 8, 8, 8, 8] is invalid: list should have at most 4 items"),
+        ("teacher", "conv_filters", [1025], "params.yaml: teacher.conv_filters[0] = 1025 is invalid: input should be less than or equal to 1024"),
+        ("teacher", "conv_dense_units", 16_385, "params.yaml: teacher.conv_dense_units = 16385 is invalid: input should be less than or equal to 16384"),
+        ("student", "batch_size", 16_385, "params.yaml: student.batch_size = 16385 is invalid: input should be less than or equal to 16384"),
+        ("teacher", "epochs", 10_001, "params.yaml: teacher.epochs = 10001 is invalid: input should be less than or equal to 10000"),
+        ("evaluate", "ece_bins", 10_001, "params.yaml: evaluate.ece_bins = 10001 is invalid: input should be less than or equal to 10000"),
+        # 10**6 steps over 30 epochs at batch 256: 33,334 steps an epoch, 8,533,504 images gathered at once.
+        ("student", "min_steps", 1_000_000, "params.yaml: student.min_steps = 1000000 is invalid: with epochs 30 and batch_size 256 an epoch gathers 8,533,504 images at once; allowed up to 1,000,000 (750 MiB)"),
+        ("export", "calibration_images", 55_001, "params.yaml: export.calibration_images = 55001 is invalid: allowed 1..55000, the training split's size (prepare.subset = None, prepare.val_size = 5000)"),
     ],
 )
 def test_bad_values_give_one_clear_line(section, key, value, message):
@@ -72,11 +84,24 @@ def test_bad_values_give_one_clear_line(section, key, value, message):
 
 def test_val_size_must_fit_the_subset():
     raw = with_value("prepare", "subset", 100)
+    raw["export"]["calibration_images"] = 10  # the training split is 10 images at the edge below
     raw["prepare"]["val_size"] = 95
     with pytest.raises(UserError, match=r"^params.yaml: prepare.val_size = 95 is invalid: allowed 10..90 for 100 training images$"):
         params.validate(raw)
     raw["prepare"]["val_size"] = 90
     assert params.validate(raw).prepare.val_size == 90
+
+
+def test_the_bounds_that_depend_on_other_keys_hold_at_their_edges():
+    at_limit = with_value("student", "min_steps", 117_180)  # 3,906 steps an epoch x 256 = 999,936 images
+    assert params.validate(at_limit).student.min_steps == 117_180
+    small = with_value("prepare", "subset", 2000)
+    small["prepare"]["val_size"] = 500
+    small["export"]["calibration_images"] = 1500
+    assert params.validate(small).export.calibration_images == 1500
+    small["export"]["calibration_images"] = 1501
+    with pytest.raises(UserError, match=r"calibration_images = 1501 is invalid: allowed 1\.\.1500"):
+        params.validate(small)
 
 
 def test_integers_are_accepted_where_floats_belong():

@@ -110,7 +110,7 @@ VALID_TEXT = {
     "distill.temperature": written_floats(positive_floats),
     "distill.alpha": written_floats(unit_floats),
     "evaluate.ece_bins": written_ints(st.integers(min_value=1, max_value=10_000)),
-    "export.calibration_images": written_ints(st.integers(min_value=1, max_value=10**6)),
+    "export.calibration_images": written_ints(st.integers(min_value=1, max_value=55_000)),
 }
 for model in ("teacher", "student"):
     VALID_TEXT |= {
@@ -119,10 +119,11 @@ for model in ("teacher", "student"):
         f"{model}.learning_rate": written_floats(positive_floats),
         f"{model}.decay_steps": written_ints(st.integers(min_value=1, max_value=10**7)) | st.just("null"),
         f"{model}.decay_alpha": written_floats(unit_floats),
-        f"{model}.batch_size": written_ints(st.integers(min_value=1, max_value=65_536)),
+        f"{model}.batch_size": written_ints(st.integers(min_value=1, max_value=16_384)),
         f"{model}.epochs": written_ints(st.integers(min_value=1, max_value=10_000)),
         f"{model}.patience": written_ints(st.integers(min_value=0, max_value=10_000)),
-        f"{model}.min_steps": written_ints(st.integers(min_value=0, max_value=10**7)),
+        # Up to what the default epochs and batch size allow (params.MAX_PASS_IMAGES).
+        f"{model}.min_steps": written_ints(st.integers(min_value=0, max_value=100_000)),
     }
 VALID_TEXT |= {
     "teacher.arch": st.sampled_from(["mlp", "cnn"]),
@@ -175,7 +176,10 @@ def test_any_valid_value_dvc_writes_is_read_back_equal(key, data):
 def test_prepare_sizes_are_read_back_equal(subset, data):
     val_size = data.draw(st.integers(min_value=10, max_value=(subset or 60_000) - 10), label="val_size")
     with params_copy() as path:
-        set_params(path, f"prepare.subset={'null' if subset is None else subset}", f"prepare.val_size={val_size}")
+        # The int8 calibration sample comes from the training split, which these sizes may leave smaller
+        # than its default (test_params checks that bound).
+        set_params(path, f"prepare.subset={'null' if subset is None else subset}", f"prepare.val_size={val_size}",
+                   "export.calibration_images=10")
         code, stderr, loaded = outcome(path)
         assert code == 0, stderr
         assert (loaded.prepare.subset, loaded.prepare.val_size) == (subset, val_size)
