@@ -65,13 +65,19 @@ def stop_if_interrupted() -> None:
         raise KeyboardInterrupt
 
 
+def _end(code: int) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def run(main: Callable[[], None], *, end_process: bool = False, report: bool = True) -> None:
     """Runs a stage's main(), turning a UserError into one line and exit code 2, and a Ctrl-C into no
     more outputs (`interrupted`).
 
-    With `end_process`, as a stage's entry point, the process ends as soon as main() has succeeded:
-    tearing TensorFlow's runtime down takes about a second, a fifth of a short stage, and every
-    output has been written, renamed into place and closed by then.
+    With `end_process`, as a stage's entry point, the process ends as soon as main() has succeeded or
+    has reported its error: tearing TensorFlow's runtime down takes about a second, a fifth of a short
+    stage, and every output has been written, renamed into place and closed, or left as it was.
 
     Set KD_DEBUG=1 to see the full traceback instead. On success it reports the time, the time its
     imports took before, and peak memory, which tells how many `dvc queue` workers a machine can hold
@@ -92,6 +98,11 @@ def run(main: Callable[[], None], *, end_process: bool = False, report: bool = T
         if os.environ.get("KD_DEBUG"):
             raise
         print(f"error: {error}", file=sys.stderr)
+        if end_process:
+            # Tearing the interpreter down would free what the failure left half-done: an HDF5 file
+            # whose last write met a full disk flushes again as it is freed, prints tracebacks, and
+            # can crash the process. Every output is as it was, so nothing needs tearing down.
+            _end(EXIT_USER_ERROR)
         sys.exit(EXIT_USER_ERROR)
     if not report:
         return
@@ -101,6 +112,4 @@ def run(main: Callable[[], None], *, end_process: bool = False, report: bool = T
         f"peak memory {peak_mib} MiB"
     )
     if end_process:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+        _end(0)

@@ -311,8 +311,15 @@ def load_model(model_name: str, recipe: Training, weights_file: str) -> keras.Mo
         model.load_weights(weights_file)
     except FileNotFoundError:
         raise UserError(f"{weights_file}: missing; run `dvc repro`") from None
-    except (ValueError, OSError) as error:
+    except OSError as error:
+        # h5py cannot open it at all: cut short, overwritten or not HDF5.
         raise UserError(
-            f"{weights_file}: does not match the architecture {describe(recipe)} in params.yaml ({error}); run `dvc repro`"
+            f"{weights_file}: not a readable weights file ({str(error).splitlines()[0]}); "
+            f"`dvc checkout {weights_file}` restores it from DVC's cache, or `dvc repro` retrains"
+        ) from None
+    except ValueError as error:
+        raise UserError(
+            f"{weights_file}: does not match the architecture {describe(recipe)} in params.yaml "
+            f"({str(error).splitlines()[0]}); run `dvc repro`"
         ) from None
     return model

@@ -27,7 +27,7 @@ from filelock import FileLock
 # collection order.
 SCHEDULE = (
     "test_sweep.py", "test_models.py", "test_fanout.py", "test_pipeline.py", "test_numerics.py", "test_interruption.py",
-    "test_pipeline_failures.py", "test_strategy.py", "test_deploy.py", "test_losses.py", "test_params_forms.py",
+    "test_pipeline_failures.py", "test_failure_drills.py", "test_strategy.py", "test_deploy.py", "test_losses.py", "test_params_forms.py",
     "test_params.py", "test_pipeline_params.py",
 )
 

@@ -19,9 +19,11 @@ def _mount(*args: str) -> None:
 
 
 @contextmanager
-def tiny_tmpfs(folder: Path, size_bytes: int):
-    """`folder` on a tmpfs of `size_bytes`, holding a copy of what it held; the original is back after."""
-    saved = {path.relative_to(folder): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+def tiny_tmpfs(folder: Path, size_bytes: int, leave_out: tuple[str, ...] = ()):
+    """`folder` on a tmpfs of `size_bytes`, holding a copy of what it held but the names in `leave_out`;
+    the original, untouched, is back after."""
+    saved = {path.relative_to(folder): path.read_bytes() for path in folder.rglob("*")
+             if path.is_file() and path.name not in leave_out}
     _mount("-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs", str(folder))
     try:
         for name, content in saved.items():
