@@ -169,7 +169,7 @@ def main() -> None:
     logits_s, _ = timed(lambda: models.predict_logits(teacher, train))
     targets = [{"label": split.labels, "teacher_logits": models.predict_logits(teacher, split)} for split in (train, val)]
 
-    student = models.build_mlp(recipe.hidden_units, "student")
+    student = models.build(recipe, "student")
     result = {
         "engine": args.engine,
         "numerics": numerics.mode,
@@ -179,7 +179,7 @@ def main() -> None:
         "teacher_logits_s": round(logits_s, 3),
         "student": epochs_of(student, train.images, train.labels, val.images, val.labels, label_loss),
         "distill": epochs_of(
-            losses.TeacherLogitsDistiller(models.build_mlp(recipe.hidden_units, "distilled"),
+            losses.TeacherLogitsDistiller(models.build(recipe, "distilled"),
                                           losses.DistillationLoss(config.distill.temperature, config.distill.alpha)),
             train.images, targets[0], val.images, targets[1],
         ),

@@ -11,7 +11,7 @@ from common.params import Distill, Training
 
 
 def build(teacher: keras.Model, recipe: Training, distill: Distill) -> keras.Model:
-    student = models.build_mlp(recipe.hidden_units, "reference_distilled")
+    student = models.build(recipe, "reference_distilled")
     soft = losses.DistillationLoss(distill.temperature, distill.alpha).soft
     return keras.distillation.Distiller(
         teacher=teacher,

@@ -12,7 +12,7 @@ from dvclive.keras import DVCLiveCallback
 from common import outputs
 from common.cli import UserError, stop_if_interrupted
 from common.data import IMAGE_SHAPE, NUM_CLASSES, Split
-from common.params import Teacher, Train, Training
+from common.params import Train, Training
 
 
 def mirrored(strategy: str) -> bool:
@@ -21,13 +21,13 @@ def mirrored(strategy: str) -> bool:
 
 
 def is_cnn(recipe: Training) -> bool:
-    return isinstance(recipe, Teacher) and recipe.arch == "cnn"
+    return recipe.arch == "cnn"
 
 
 def use_xla(engine: Train, recipe: Training) -> bool:
-    """Whether training compiles with XLA. `auto` measures out as: yes for the pipeline's MLPs, whose
-    CPU epochs it makes about 1.5 times faster with 16 steps a call (fused steps, no per-op dispatch);
-    no for the CNN teacher, which trained about 5 times slower with XLA on CPU; never under
+    """Whether training compiles with XLA. `auto` measures out as: yes for MLPs, whose CPU epochs it
+    makes about 1.5 times faster with 16 steps a call (fused steps, no per-op dispatch); no for CNNs,
+    the teacher having trained about 5 times slower with XLA on CPU; never under
     MirroredStrategy, where XLA fails to reach the other replicas' variables (TensorFlow 2.21)."""
     if mirrored(engine.strategy):
         if engine.jit_compile is True:
@@ -97,7 +97,7 @@ def build_cnn(filters: list[int], dense_units: int, dropout: float, name: str) -
 
 
 def build(recipe: Training, name: str) -> keras.Model:
-    """The network a params section describes: the teacher's `arch`, an MLP for both students."""
+    """The network a params section's `arch` describes; both students build from the student section."""
     if is_cnn(recipe):
         return build_cnn(recipe.conv_filters, recipe.conv_dense_units, recipe.dropout, name)
     return build_mlp(recipe.hidden_units, name)

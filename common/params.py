@@ -61,6 +61,7 @@ class Training(Section):
     """The recipe shared by teacher and student; distill reuses the student's."""
 
     seed: NonNegativeInt  # weight initialisation and shuffling
+    arch: Literal["mlp", "cnn"]
     hidden_units: Annotated[list[Annotated[int, Field(gt=0, le=MAX_UNITS)]], Field(min_length=1, max_length=MAX_LAYERS)]
     learning_rate: PositiveFloat
     decay_steps: PositiveInt | None  # None: the cosine spans the whole run
@@ -71,6 +72,10 @@ class Training(Section):
     # A small training set repeats within an epoch until the run has this many steps; bounded with
     # epochs and batch_size by pass_problem.
     min_steps: NonNegativeInt
+    # cnn: one block per entry, then the dense layer after the blocks, with dropout before and after it.
+    conv_filters: Annotated[list[Annotated[int, Field(gt=0, le=MAX_FILTERS)]], Field(min_length=1, max_length=MAX_BLOCKS)]
+    conv_dense_units: Annotated[int, Field(gt=0, le=MAX_UNITS)]
+    dropout: DropoutRate
 
     def pass_problem(self, section: str) -> str | None:
         """min_steps must not make an epoch gather more than MAX_PASS_IMAGES images at once."""
@@ -85,11 +90,7 @@ class Training(Section):
 
 
 class Teacher(Training):
-    arch: Literal["mlp", "cnn"]  # mlp: the reference code's network, hidden_units wide
-    # cnn: one block per entry
-    conv_filters: Annotated[list[Annotated[int, Field(gt=0, le=MAX_FILTERS)]], Field(min_length=1, max_length=MAX_BLOCKS)]
-    conv_dense_units: Annotated[int, Field(gt=0, le=MAX_UNITS)]  # cnn: the dense layer after the conv blocks
-    dropout: DropoutRate  # cnn: before and after that dense layer
+    """The teacher's recipe: the same keys as a student's, without a transfer set."""
 
 
 class Student(Training):

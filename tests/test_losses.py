@@ -10,7 +10,7 @@ STUDENT = np.array([[2.0, 1.0, 0.0], [0.5, -1.0, 3.0]], dtype=np.float32)
 TEACHER = np.array([[3.0, 0.0, -1.0], [0.0, 0.0, 2.0]], dtype=np.float32)
 LABELS = np.array([0, 2])
 ENGINE = params.Train(numerics="portable", strategy="default", jit_compile="auto", steps_per_execution=4)
-RECIPE = params.Training(seed=0, hidden_units=[8], learning_rate=0.01, decay_steps=20, decay_alpha=0.1,
+RECIPE = params.Training(arch="mlp", conv_filters=[8], conv_dense_units=8, dropout=0.0, seed=0, hidden_units=[8], learning_rate=0.01, decay_steps=20, decay_alpha=0.1,
                          batch_size=32, epochs=2, patience=2, min_steps=0)
 
 

@@ -9,6 +9,7 @@ from common import cli, data, losses, models, params
 from common.cli import UserError
 
 RECIPE = params.Training(
+    arch="mlp", conv_filters=[8], conv_dense_units=8, dropout=0.0,
     seed=0, hidden_units=[16], learning_rate=0.01, decay_steps=100, decay_alpha=0.1, batch_size=32, epochs=6, patience=1,
     min_steps=0,
 )
@@ -35,7 +36,7 @@ def test_mlp_shapes_and_parameter_counts(hidden_units, expected_params):
 
 
 TEACHER = params.Teacher(
-    **RECIPE.model_dump(), arch="cnn", conv_filters=[32, 64], conv_dense_units=256, dropout=0.3
+    **{**RECIPE.model_dump(), "arch": "cnn", "conv_filters": [32, 64], "conv_dense_units": 256, "dropout": 0.3}
 )
 
 
@@ -49,6 +50,18 @@ def test_cnn_shapes_parameter_count_and_engine():
     assert not models.use_xla(auto, TEACHER)  # measured 5x slower with XLA on CPU
     assert models.use_xla(auto, TEACHER.model_copy(update={"arch": "mlp"}))
     assert models.describe(TEACHER) == "cnn (conv_filters [32, 64], conv_dense_units 256)"
+
+
+def test_a_cnn_student_is_the_small_cnn_its_section_describes():
+    student = params.Student(**{**RECIPE.model_dump(), "arch": "cnn", "conv_filters": [8, 16], "conv_dense_units": 32,
+                                "dropout": 0.0, "train_fraction": 1.0})
+    model = models.build(student, "student")
+    # conv 3*3*1*8 + batch norm 4*8 + conv 3*3*8*16 + 4*16 + dense (7*7*16)*32+32 + logits 32*10+10
+    assert model.count_params() == 72 + 32 + 1_152 + 64 + 25_120 + 330 == 26_770
+    assert [layer.filters for layer in model.layers if isinstance(layer, keras.layers.Conv2D)] == [8, 16]
+    assert models.describe(student) == "cnn (conv_filters [8, 16], conv_dense_units 32)"
+    assert not models.use_xla(params.Train(numerics="portable", strategy="default", jit_compile="auto",
+                                           steps_per_execution=16), student)
 
 
 @pytest.mark.parametrize("examples, batch_size, epochs, min_steps, expected", [

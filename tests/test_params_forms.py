@@ -75,7 +75,8 @@ finite_floats = st.floats(allow_nan=False, allow_infinity=False)
 positive_floats = finite_floats.filter(lambda value: value > 0)
 unit_floats = st.floats(min_value=0, max_value=1)
 fractions = st.floats(min_value=0, max_value=1, exclude_min=True)
-dropout_rates = st.floats(min_value=0, max_value=1, exclude_max=True)
+# Below 1 by more than the fixed-point form's rounding: f"{0.9999996:.6g}" is "1", which is not a dropout rate.
+dropout_rates = st.floats(min_value=0, max_value=0.999)
 
 
 def float_forms(value: float) -> list[str]:
@@ -124,18 +125,18 @@ for model in ("teacher", "student"):
         f"{model}.patience": written_ints(st.integers(min_value=0, max_value=10_000)),
         # Up to what the default epochs and batch size allow (params.MAX_PASS_IMAGES).
         f"{model}.min_steps": written_ints(st.integers(min_value=0, max_value=100_000)),
+        f"{model}.arch": st.sampled_from(["mlp", "cnn"]),
+        f"{model}.conv_filters": written_lists(st.integers(min_value=1, max_value=512)),
+        f"{model}.conv_dense_units": written_ints(st.integers(min_value=1, max_value=4096)),
+        f"{model}.dropout": written_floats(dropout_rates),
     }
 VALID_TEXT |= {
-    "teacher.arch": st.sampled_from(["mlp", "cnn"]),
-    "teacher.conv_filters": written_lists(st.integers(min_value=1, max_value=512)),
-    "teacher.conv_dense_units": written_ints(st.integers(min_value=1, max_value=4096)),
-    "teacher.dropout": written_floats(dropout_rates),
     "student.train_fraction": written_floats(fractions),
 }
 
 
 FLOAT_NAMES = ("temperature", "alpha", "learning_rate", "decay_alpha", "dropout", "train_fraction")
-TEXT_KEYS = ("train.numerics", "train.strategy", "train.jit_compile", "teacher.arch")
+TEXT_KEYS = ("train.numerics", "train.strategy", "train.jit_compile", "teacher.arch", "student.arch")
 
 
 def expected_value(key: str, text: str):
@@ -145,7 +146,7 @@ def expected_value(key: str, text: str):
         return float(text)
     if text == "null":
         return None
-    if key in ("train.numerics", "train.strategy", "teacher.arch"):
+    if key in ("train.numerics", "train.strategy", "teacher.arch", "student.arch"):
         return text
     if key == "train.jit_compile":
         return text if text == "auto" else text.lower() == "true"

@@ -6,9 +6,10 @@ named here, and a student change, trained at the rate DVC writes in exponent for
 """
 
 import json
+import sys
 
 import pytest
-from dvc_repo import ALL_STAGES
+from dvc_repo import ALL_STAGES, stages_run
 
 pytestmark = pytest.mark.e2e
 
@@ -19,6 +20,7 @@ pytestmark = pytest.mark.e2e
     ("student", {"learning_rate": 1e-05, "train_fraction": 0.5},
      {"check_params", "train@student", "distill", "evaluate", "export"}),
     ("teacher", {"arch": "mlp"}, {"check_params", "train@teacher", "distill", "evaluate", "export"}),
+    ("student", {"arch": "cnn"}, {"check_params", "train@student", "distill", "evaluate", "export"}),
     ("evaluate", {"ece_bins": 10}, {"check_params", "evaluate"}),
     ("prepare", {"val_size": 400}, ALL_STAGES),
 ])
@@ -45,3 +47,17 @@ def stages_to_rerun(repo) -> set[str]:
             outs = {out["path"] for out in stages[name].get("outs", [])}
             pending += [other for other, entry in stages.items() if outs & {dep["path"] for dep in entry["deps"]}]
     return rerun
+
+
+def test_a_cnn_student_trains_distils_evaluates_and_exports(repo, reproduced, restore):
+    """`student.arch: cnn` gives both students the small CNN; the teacher is kept."""
+    result = repo.attempt(sys.executable, "-m", "dvc", "exp", "run", "-S", "student.arch=cnn")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert stages_run(result.stdout) == {"check_params", "train@student", "distill", "evaluate", "export"}
+    evaluation = json.loads(repo.read("metrics/evaluate.json"))
+    assert evaluation["student"]["params"] == evaluation["distilled"]["params"] == 26_770
+    assert evaluation["teacher"]["params"] == 824_746
+    export = json.loads(repo.read("metrics/export.json"))
+    for model in ("student", "distilled"):
+        assert export[model]["saved_model"]["top1_agreement_with_keras"] == 1.0
+        assert export[model]["int8.tflite"]["bytes"] < export["teacher"]["int8.tflite"]["bytes"]
