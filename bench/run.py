@@ -1,6 +1,6 @@
 """Measures what the pipeline costs, as ratios taken in one run on one machine.
 
-    python -m bench.run --mode full    # the numbers in docs/performance.md (about 18 minutes on 2 cores)
+    python -m bench.run --mode full    # the numbers in docs/performance.md (27 minutes on 2 cores)
     python -m bench.run --mode fast    # a quick check on a subset (about 5 minutes)
 
 It copies the project into a temporary git repo, runs the real `dvc` there, and then times
