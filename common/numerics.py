@@ -1,15 +1,15 @@
-"""Which CPU kernels TensorFlow may run, so that the same params give the same bits on any x86-64 CPU
-with AVX2, whatever else it offers and however many cores it has.
+"""Which CPU kernels TensorFlow may run, so that the same params give the same bits however many
+cores the machine has and whatever its CPU offers beyond AVX2.
 
 Training amplifies last-bit differences: the same commit trained a teacher of 0.9266 on one CPU and
-0.9229 on another. Two things choose the bits besides the code and the data, both measured in
-docs/reproducibility.md:
+0.9229 on another. Besides the code and the data, these choose the bits (docs/reproducibility.md):
 - the instruction set: oneDNN (TensorFlow's convolutions and matmuls, and the dots of XLA-compiled
   training) and XLA's own code generator pick their kernels from what the CPU offers at run time.
-  Both honour a cap, read once when TensorFlow loads, and a CPU with AVX2 runs the same AVX2 code
-  whatever it has beyond it;
+  Both honour a cap, read once when TensorFlow loads;
 - the size of TensorFlow's intra-op thread pool, by which oneDNN and XLA split reductions. It is
-  the pool's size that counts, not the cores: a pool of 2 on one core gives the bits of 2 on two.
+  the pool's size that counts, not the cores: a pool of 2 on one core gives the bits of 2 on two;
+- the CPU's cache sizes, from which oneDNN sizes its blocks. Nothing sets them from outside, so CPU
+  models with other caches can still differ (measured: an Intel Xeon and an AMD EPYC Zen3).
 
 `portable` (the default) caps both at AVX2 (with FMA) and fixes the pool at PORTABLE_THREADS;
 `native` leaves both to TensorFlow: every instruction and core the host has, and bits of its own.

@@ -104,7 +104,8 @@ class Train(Section):
     """How training runs. steps_per_execution changes speed only; XLA (jit_compile) rounds differently,
     and so does each numerics mode (common/numerics.py)."""
 
-    numerics: Literal[numerics.MODES]  # portable: the same bits on any x86-64 CPU with AVX2; native: all of this CPU
+    # portable: the same bits on any core count, whatever the CPU has beyond AVX2; native: all of this CPU
+    numerics: Literal[numerics.MODES]
     strategy: Literal["auto", "default", "mirrored"]
     jit_compile: Literal["auto", True, False]  # auto: XLA for MLPs; see models.use_xla
     steps_per_execution: PositiveInt
