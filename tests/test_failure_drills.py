@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
-from dvc_repo import Repo, stages_run
+from dvc_repo import Repo
 from filesystems import read_only, tiny_tmpfs
+
+from common import outputs
 
 pytestmark = pytest.mark.e2e
 
@@ -34,14 +36,13 @@ def assert_fails_with_one_line(result, pattern: str) -> None:
     assert "Traceback" not in result.stderr
 
 
-def assert_repro_restores_the_lock(repo: Repo, lock: bytes) -> None:
+def repro_restores_the_lock(repo: Repo, lock: bytes) -> None:
     repo.dvc("repro")
     assert repo.read("dvc.lock") == lock
     assert repo.dvc("status").strip() == "Data and pipelines are up to date."
 
 
-def test_disk_full_during_distill(fresh):
-    lock = fresh.read("dvc.lock")
+def disk_full_during_distill(fresh: Repo, tmp_path: Path, lock: bytes) -> None:
     models = fresh.path / "models"
     # tmpfs keeps whole 4 KiB pages: room for everything but the distilled student's weights (about
     # 400 KB), and 64 KiB more, too little for new ones.
@@ -55,11 +56,9 @@ def test_disk_full_during_distill(fresh):
                                            r"the disk is full: free space on it \(`df -h .*/models`\) and run again$")
         assert [path.name for path in models.iterdir() if path.name.startswith(".partial-")] == []
     assert fresh.read("dvc.lock") == lock
-    assert_repro_restores_the_lock(fresh, lock)
 
 
-def test_read_only_metrics_folder(fresh):
-    lock = fresh.read("dvc.lock")
+def read_only_metrics_folder(fresh: Repo, tmp_path: Path, lock: bytes) -> None:
     evaluation = fresh.read("metrics/evaluate.json")
     with read_only(fresh.path / "metrics"):
         result = fresh.attempt(sys.executable, "-m", "stages.evaluate")
@@ -70,11 +69,9 @@ def test_read_only_metrics_folder(fresh):
         assert result.returncode != 0 and "Read-only file system" in result.stderr, result.stderr[-2000:]
         assert "Traceback" not in result.stderr
     assert fresh.read("metrics/evaluate.json") == evaluation
-    assert_repro_restores_the_lock(fresh, lock)
 
 
-def test_corrupt_weights_file(fresh):
-    lock = fresh.read("dvc.lock")
+def corrupt_weights_file(fresh: Repo, tmp_path: Path, lock: bytes) -> None:
     weights = fresh.path / "models/student.weights.h5"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     result = fresh.attempt(sys.executable, "-m", "stages.evaluate")
@@ -82,22 +79,18 @@ def test_corrupt_weights_file(fresh):
                                        r"`dvc checkout models/student\.weights\.h5` restores it")
     # The documented recovery: DVC sees the changed output and puts the stage's result back.
     assert "models/student.weights.h5" in fresh.dvc("status")
-    assert_repro_restores_the_lock(fresh, lock)
 
 
-def test_truncated_prepared_array(fresh):
-    lock = fresh.read("dvc.lock")
+def truncated_prepared_array(fresh: Repo, tmp_path: Path, lock: bytes) -> None:
     images = fresh.path / "data/prepared/train_images.npy"
     images.write_bytes(images.read_bytes()[:4096])
     result = fresh.attempt(sys.executable, "-m", "stages.train", "student")
     assert_fails_with_one_line(result, r"^error: data/prepared/train_images\.npy: unreadable \(.*\); "
                                        r"run `dvc repro -f prepare`$")
     assert "data/prepared" in fresh.dvc("status")
-    assert_repro_restores_the_lock(fresh, lock)
 
 
-def test_cache_file_deleted_while_the_workspace_copy_is_there(fresh, tmp_path):
-    lock = fresh.read("dvc.lock")
+def cache_file_deleted_while_the_workspace_copy_is_there(fresh: Repo, tmp_path: Path, lock: bytes) -> None:
     weights = fresh.path / "models/student.weights.h5"
     digest = re.search(r"path: models/student\.weights\.h5\n\s+hash: md5\n\s+md5: (\w+)", lock.decode()).group(1)
     cached = fresh.path / ".dvc/cache/files/md5" / digest[:2] / digest[2:]
@@ -116,18 +109,30 @@ def test_cache_file_deleted_while_the_workspace_copy_is_there(fresh, tmp_path):
     fresh.dvc("push", "--remote", "drill")
     assert on_remote.read_bytes() == weights.read_bytes()
     assert fresh.read("dvc.lock") == lock
-    assert_repro_restores_the_lock(fresh, lock)
 
 
-def test_lock_left_by_a_killed_dvc(fresh):
-    lock = fresh.read("dvc.lock")
+def lock_left_by_a_killed_dvc(fresh: Repo, tmp_path: Path, lock: bytes) -> None:
     run = fresh.start_dvc("repro", "--force", "train@teacher")
-    for line in run.stdout:
-        if line.startswith("Epoch 1/"):  # training has begun, DVC's locks are all taken
-            break
-    os.killpg(run.pid, signal.SIGKILL)
-    run.wait()
-    time.sleep(0.5)
-    # The kill left DVC's lock files and the stage's side files behind; the next run goes through.
-    assert_repro_restores_the_lock(fresh, lock)
-    assert stages_run(fresh.dvc("repro")) == set()
+    # Training has begun when the stage's curves folder is staged beside its place, just before fit.
+    while not list((fresh.path / "metrics/curves").glob(f"{outputs.PARTIAL_PREFIX}*-teacher")):
+        assert run.poll() is None, "dvc ended before the teacher's training began:\n" + run.stdout.read()
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGKILL)  # dvc and the stage with it, as an out-of-memory kill or a closed terminal
+    assert run.wait() == -signal.SIGKILL
+    # The dead dvc is still named in DVC's lock of the outputs it was writing, and the stage's staged
+    # curves are left beside their place; the repro that follows (the test's) must go through anyway.
+    assert str(run.pid) in (fresh.path / ".dvc/tmp/rwlock").read_text()
+    assert list((fresh.path / "metrics/curves").glob(f"{outputs.PARTIAL_PREFIX}*-teacher"))
+
+
+DRILLS = [
+    disk_full_during_distill, read_only_metrics_folder, corrupt_weights_file, truncated_prepared_array,
+    cache_file_deleted_while_the_workspace_copy_is_there, lock_left_by_a_killed_dvc,
+]
+
+
+@pytest.mark.parametrize("drill", DRILLS, ids=[drill.__name__ for drill in DRILLS])
+def test_a_broken_repository_fails_in_one_line_or_recovers_and_repro_restores_its_lock(fresh, tmp_path, drill):
+    lock = fresh.read("dvc.lock")
+    drill(fresh, tmp_path, lock)
+    repro_restores_the_lock(fresh, lock)
