@@ -53,8 +53,7 @@ def replacing(path: str | Path) -> Iterator[Path]:
             stop_if_interrupted()
             os.replace(partial, path)
         finally:
-            with _naming_storage_errors(path):
-                partial.unlink(missing_ok=True)
+            partial.unlink(missing_ok=True)
 
 
 def exchange(first: Path, second: Path) -> bool:
