@@ -5,7 +5,7 @@ turns on, cannot be turned off again in a process and keeps Keras from using XLA
 
     old: the path before the speed work: no XLA, one step per call, op determinism on, Keras's own
          feeding of arrays (a gather per batch)
-    new: params.yaml's train section (XLA for the MLPs, 16 steps per call) and models.epoch_batches,
+    new: params.yaml's train section (XLA for the MLPs, 16 steps per call) and feeding.epoch_batches,
          under the numerics params.yaml names (bench.run times both modes by rewriting it)
     teacher: the teacher of params.yaml (the CNN) with that section, beside a convolution of its own
              shape, timed as the teacher trains it (no XLA for a CNN)
@@ -29,7 +29,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bench import reference_distill, timed  # noqa: E402
-from common import data, losses, models, numerics, params  # noqa: E402
+from common import architectures, data, feeding, losses, numerics, params, training, weights  # noqa: E402
 
 IMPORTS_S = time.perf_counter() - IMPORTS_STARTED
 OLD_ENGINE = params.Train(numerics="portable", strategy="default", jit_compile=False, steps_per_execution=1)
@@ -113,15 +113,16 @@ def conv_gflops(batch: int, size: int, channels_in: int, channels_out: int, repe
 def teacher_epochs(config: params.Params, epochs: int) -> dict:
     """The teacher's epoch times and training rate, and the rate of its second block's convolution."""
     recipe = config.teacher.model_copy(update={"epochs": epochs, "patience": epochs})
-    train, val = data.load_split("train"), data.load_split("val")
-    models.make_deterministic(recipe, config.train)
-    teacher = models.build(recipe, "teacher")
+    dataset = data.load_dataset()
+    train, val = data.load_split("train", dataset), data.load_split("val", dataset)
+    training.make_deterministic(recipe, config.train)
+    teacher = architectures.build(recipe, "teacher", dataset)
     clock = EpochClock()
-    models.fit(teacher, recipe, config.train, train.images, train.labels, val.images, val.labels, stage="bench",
+    training.fit(teacher, recipe, config.train, train.images, train.labels, val.images, val.labels, stage="bench",
                recipe_name="teacher", loss=losses.label_loss(), callbacks=[clock])
     macs = forward_macs(teacher)
     # As for the student: 6 FLOPs per multiply-add for a training image, 2 for a validation image.
-    images = models.steps_per_epoch(len(train), recipe) * recipe.batch_size
+    images = feeding.steps_per_epoch(len(train), recipe) * recipe.batch_size
     epoch_gflop = macs * (6 * images + 2 * len(val)) / 1e9
     convolutions = [layer for layer in teacher.layers if isinstance(layer, keras.layers.Conv2D)]
     heaviest = convolutions[-1]
@@ -129,7 +130,7 @@ def teacher_epochs(config: params.Params, epochs: int) -> dict:
     return {
         "numerics": numerics.mode,
         "arch": recipe.arch,
-        "xla": models.use_xla(config.train, recipe),
+        "xla": training.use_xla(config.train, recipe),
         "first_epoch_s": round(clock.seconds[0], 3),
         "epochs_s": [round(t, 3) for t in clock.seconds[1:]],
         "epoch_s": epoch_s,
@@ -155,36 +156,37 @@ def main() -> None:
         return
     engine = OLD_ENGINE if args.engine == "old" else config.train
     recipe = config.student.model_copy(update={"epochs": args.epochs, "patience": args.epochs})
-    train, val = data.load_split("train"), data.load_split("val")
+    dataset = data.load_dataset()
+    train, val = data.load_split("train", dataset), data.load_split("val", dataset)
     label_loss = losses.label_loss()
-    models.make_deterministic(recipe, engine)
+    training.make_deterministic(recipe, engine)
 
     def epochs_of(model, x, y, x_val, y_val, loss=None) -> dict:
         clock = EpochClock()
-        models.fit(model, recipe, engine, x, y, x_val, y_val, stage="bench", recipe_name="student", loss=loss,
+        training.fit(model, recipe, engine, x, y, x_val, y_val, stage="bench", recipe_name="student", loss=loss,
                    callbacks=[clock], keras_feeding=args.engine == "old")
         return {"first_epoch_s": round(clock.seconds[0], 3), "epochs_s": [round(t, 3) for t in clock.seconds[1:]]}
 
-    teacher = models.load_model("teacher", config.teacher, models.weights_path("teacher"))
-    logits_s, _ = timed(lambda: models.predict_logits(teacher, train))
-    targets = [{"label": split.labels, "teacher_logits": models.predict_logits(teacher, split)} for split in (train, val)]
+    teacher = weights.load_teacher(config.teacher, dataset)
+    logits_s, _ = timed(lambda: weights.predict_logits(teacher, train))
+    targets = [{"label": split.labels, "teacher_logits": weights.predict_logits(teacher, split)} for split in (train, val)]
 
-    student = models.build(recipe, "student")
+    student = architectures.build(recipe, "student", dataset)
     result = {
         "engine": args.engine,
         "numerics": numerics.mode,
-        "xla": models.use_xla(engine, recipe),
-        "steps_per_execution": models.steps_per_execution(engine),
+        "xla": training.use_xla(engine, recipe),
+        "steps_per_execution": training.steps_per_execution(engine),
         "imports_s": round(IMPORTS_S, 2),
         "teacher_logits_s": round(logits_s, 3),
         "student": epochs_of(student, train.images, train.labels, val.images, val.labels, label_loss),
         "distill": epochs_of(
-            losses.TeacherLogitsDistiller(models.build(recipe, "distilled"),
+            losses.TeacherLogitsDistiller(architectures.build(recipe, "distilled", dataset),
                                           losses.DistillationLoss(config.distill.temperature, config.distill.alpha)),
             train.images, targets[0], val.images, targets[1],
         ),
         # min_steps may cycle a small training set within an epoch: count the images an epoch trains on.
-        "train_images": models.steps_per_epoch(len(train), recipe) * recipe.batch_size,
+        "train_images": feeding.steps_per_epoch(len(train), recipe) * recipe.batch_size,
         "val_images": len(val),
         "student_weights": student.count_params(),
     }

@@ -62,7 +62,7 @@ def worker(threads: int) -> dict:
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
-    images = data.load_split("test").images[:1000]
+    images = data.load_split("test", data.load_dataset()).images[:1000]  # whatever data the pipeline prepared
     results = {}
     for model in MODELS:
         serve = tf.saved_model.load(str(deploy.export_path(model, deploy.SAVED_MODEL))).signatures[deploy.SIGNATURE]

@@ -6,12 +6,12 @@ the teacher's logits once instead; the benchmark times both with the same studen
 
 import keras
 
-from common import losses, models
+from common import architectures, fashion_mnist, losses
 from common.params import Distill, Training
 
 
 def build(teacher: keras.Model, recipe: Training, distill: Distill) -> keras.Model:
-    student = models.build(recipe, "reference_distilled")
+    student = architectures.build(recipe, "reference_distilled", fashion_mnist.DATASET)
     soft = losses.DistillationLoss(distill.temperature, distill.alpha).soft
     return keras.distillation.Distiller(
         teacher=teacher,

@@ -225,7 +225,7 @@ def markdown(results: dict) -> str:
         f"{'AVX-512' if results['machine']['avx512'] else 'AVX2 at most'}, "
         f"TensorFlow {results['machine']['tensorflow']}. Old and new engines under portable numerics, "
         f"native: the new engine under native numerics. Old engine: no XLA, 1 step per call, op determinism, "
-        f"Keras's feeding of arrays; new: params.yaml's train section, whole-pass batches (models.epoch_batches). "
+        f"Keras's feeding of arrays; new: params.yaml's train section, whole-pass batches (feeding.epoch_batches). "
         f"Epoch figures: the fastest of {epochs['epochs_timed']} epochs "
         f"({epochs['rounds']} alternating rounds, first epochs left out); medians, noise included, in their own rows.",
         "",

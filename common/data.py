@@ -1,12 +1,11 @@
-"""Fashion-MNIST: find the IDX files, verify and parse them, split, and store the prepared arrays.
+"""The dataset in the pipeline's own terms: what it is (class names, image shape), its splits,
+stratified and seeded sampling, and the prepared arrays on disk that every stage after prepare reads.
 
-Numpy only: nothing here imports TensorFlow.
+Where the images come from is another module's job: common/fashion_mnist.py (the default) and
+common/image_folders.py (a folder of class folders). Numpy only: nothing here imports TensorFlow.
 """
 
-import hashlib
-import os
-import urllib.request
-import zlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,41 +14,40 @@ import numpy as np
 from common import outputs
 from common.cli import UserError
 
-CLASS_NAMES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)
-NUM_CLASSES = len(CLASS_NAMES)
-IMAGE_SHAPE = (28, 28)
+# A class is chosen by a label of this type in prepared arrays: 65,536 classes are enough for any
+# dataset a CPU pipeline distils.
+MAX_CLASSES = 65_536
 
-# SHA-256 of the decompressed payloads; they hold for every source, so any copy is checked the same way.
-SHA256 = {
-    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
-    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
-    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
-    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
-}
-EXPECTED_COUNTS = {"train": 60_000, "t10k": 10_000}
 
-DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
-KERAS_CACHE_DIR = Path.home() / ".keras" / "datasets" / "fashion-mnist"
-# Keras's mirror serves HTTPS; Zalando's serves HTTP only, which the SHA-256 check makes safe to use.
-MIRRORS = (
-    "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
-    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-)
-GET_DATA_HINT = (
-    "Install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist) "
-    "or point FASHION_MNIST_DIR at a folder holding the four .gz files"
-)
+@dataclass(frozen=True)
+class Dataset:
+    """What the prepared arrays hold: `image_shape` is (height, width) for one channel, as Fashion-MNIST
+    stores it, and (height, width, 3) for colour."""
 
-IDX_UBYTE = 0x08
+    source: str
+    class_names: tuple[str, ...]
+    image_shape: tuple[int, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def channels(self) -> int:
+        return self.image_shape[2] if len(self.image_shape) == 3 else 1
+
+    def describe_shape(self) -> str:
+        height, width = self.image_shape[:2]
+        return f"{height}x{width}, {'RGB' if self.channels == 3 else 'grayscale'}"
+
+    def label_dtype(self):
+        return np.uint8 if self.num_classes <= 256 else np.uint16
 
 
 @dataclass(frozen=True)
 class Split:
-    images: np.ndarray  # uint8, (n, 28, 28); scaled inside the model, so data stays small
-    labels: np.ndarray  # uint8, (n,)
+    images: np.ndarray  # uint8, (n, *Dataset.image_shape); scaled inside the model, so data stays small
+    labels: np.ndarray  # (n,), class indices into Dataset.class_names
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -58,181 +56,14 @@ class Split:
         return Split(self.images[indices], self.labels[indices])
 
 
-# ---------------------------------------------------------------- IDX format
-
-def parse_idx(payload: bytes, name: str) -> np.ndarray:
-    """Parses an unsigned-byte IDX file (magic 0x0000080N, N big-endian uint32 dimensions)."""
-    if len(payload) < 4:
-        raise UserError(f"{name}: too short for an IDX header ({len(payload)} bytes)")
-    zero, zero_too, data_type, ndim = payload[:4]
-    if zero or zero_too or data_type != IDX_UBYTE or ndim == 0:
-        raise UserError(
-            f"{name}: bad IDX magic number 0x{payload[:4].hex()}; expected 0x000008NN (unsigned bytes, NN dimensions)"
-        )
-    header_size = 4 + 4 * ndim
-    if len(payload) < header_size:
-        raise UserError(f"{name}: IDX header truncated; {ndim} dimensions need {header_size} bytes")
-    shape = tuple(int(d) for d in np.frombuffer(payload, dtype=">u4", count=ndim, offset=4))
-    expected = header_size + int(np.prod(shape))
-    if len(payload) != expected:
-        raise UserError(f"{name}: IDX shape {shape} needs {expected} bytes, the file has {len(payload)}")
-    return np.frombuffer(payload, dtype=np.uint8, offset=header_size).reshape(shape)
-
-
-def check_idx_pair(images: np.ndarray, labels: np.ndarray, prefix: str) -> None:
-    count = EXPECTED_COUNTS[prefix]
-    if images.shape != (count, *IMAGE_SHAPE):
-        raise UserError(f"{prefix}-images-idx3-ubyte: shape {images.shape}, expected {(count, *IMAGE_SHAPE)}")
-    if labels.shape != (count,):
-        raise UserError(f"{prefix}-labels-idx1-ubyte: shape {labels.shape}, expected {(count,)}")
-    if labels.max() >= NUM_CLASSES:
-        raise UserError(f"{prefix}-labels-idx1-ubyte: label {labels.max()} found; labels are 0..{NUM_CLASSES - 1}")
-
-
-# ---------------------------------------------------------------- finding and verifying the files
-
-def _candidate_dirs() -> list[tuple[str, Path]]:
-    candidates = []
-    if os.environ.get("FASHION_MNIST_DIR"):
-        candidates.append(("FASHION_MNIST_DIR", Path(os.environ["FASHION_MNIST_DIR"])))
-    candidates += [("Debian package", DEBIAN_DIR), ("Keras cache", KERAS_CACHE_DIR)]
-    return candidates
-
-
-def find_file(directory: Path, name: str) -> Path | None:
-    for candidate in (directory / f"{name}.gz", directory / name):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def download_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "fashion-mnist"
-
-
-def locate_source() -> tuple[str, Path]:
-    """The first folder holding all four files, in the documented order; else downloads them."""
-    for label, directory in _candidate_dirs():
-        found = [find_file(directory, name) for name in SHA256]
-        if all(found):
-            return label, directory
-        if label == "FASHION_MNIST_DIR":
-            missing = [name for name, path in zip(SHA256, found) if path is None]
-            raise UserError(f"FASHION_MNIST_DIR={directory}: missing {', '.join(missing)} (.gz or raw)")
-    directory = download_dir()
-    if not all(find_file(directory, name) for name in SHA256):
-        download_all(directory)
-    return "download cache", directory
-
-
-def payload_size(name: str) -> int:
-    """The exact size of IDX file `name`: its header (magic number and dimensions), then one byte per
-    label or pixel."""
-    count = EXPECTED_COUNTS[name.split("-")[0]]
-    if "images" in name:
-        return 16 + count * IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
-    return 8 + count
-
-
-def decompress_at_most(path: Path, limit: int) -> bytes:
-    """The gzip file at `path` decompressed, refused as soon as it yields more than `limit` bytes:
-    a small hostile file cannot fill memory before the checksum is checked."""
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    payload = bytearray()
-    with open(path, "rb") as compressed:
-        while chunk := compressed.read(1 << 20):
-            payload += inflater.decompress(chunk, limit + 1 - len(payload))
-            if len(payload) > limit or inflater.unused_data:
-                raise UserError(f"{path}: decompresses to more than the {limit:,} bytes its file holds; "
-                                f"it is not Fashion-MNIST's. {GET_DATA_HINT}")
-    if not inflater.eof:
-        raise UserError(f"{path}: cannot decompress (the gzip stream ends early); the file is truncated or not gzip. {GET_DATA_HINT}")
-    return bytes(payload)
-
-
-def read_payload(path: Path, name: str) -> bytes:
-    """The decompressed bytes of IDX file `name` stored at `path`, verified against its known SHA-256."""
-    limit = payload_size(name)
-    try:
-        if path.suffix == ".gz":
-            payload = decompress_at_most(path, limit)
-        elif path.stat().st_size > limit:
-            raise UserError(f"{path}: {path.stat().st_size:,} bytes, more than the {limit:,} its file holds; "
-                            f"it is not Fashion-MNIST's. {GET_DATA_HINT}")
-        else:
-            payload = path.read_bytes()
-    except (zlib.error, OSError) as error:
-        raise UserError(f"{path}: cannot decompress ({error}); the file is truncated or not gzip. {GET_DATA_HINT}") from None
-    digest = hashlib.sha256(payload).hexdigest()
-    if digest != SHA256[name]:
-        raise UserError(
-            f"{path}: SHA-256 of the decompressed data is {digest}, expected {SHA256[name]}; "
-            f"the file is corrupted. {GET_DATA_HINT}"
-        )
-    return payload
-
-
-def _fetch(url: str, target: Path, name: str) -> None:
-    """Downloads to a side file that takes the target's name only once its checksum holds. The download
-    stops at the decompressed file's size, which its gzip is smaller than, so no mirror can fill the disk."""
-    from tqdm import tqdm  # only a download needs a progress bar
-
-    cap = payload_size(name)
-    too_large = f"{url}: more than {cap:,} bytes, the size of {name} before compression; not Fashion-MNIST's file"
-    with outputs.replacing(target) as partial:
-        with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
-            announced = int(response.headers.get("Content-Length") or 0)
-            if announced > cap:
-                raise UserError(too_large)
-            received = 0
-            with tqdm(total=announced or None, unit="B", unit_scale=True, desc=target.name) as progress:
-                while chunk := response.read(1 << 16):
-                    received += len(chunk)
-                    if received > cap:
-                        raise UserError(too_large)
-                    out.write(chunk)
-                    progress.update(len(chunk))
-        read_payload(partial, name)
-
-
-def download_all(directory: Path) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    for name in SHA256:
-        target = directory / f"{name}.gz"
-        errors = []
-        for mirror in MIRRORS:
-            try:
-                _fetch(mirror + target.name, target, name)
-                break
-            except (OSError, UserError) as error:
-                errors.append(f"{mirror}: {error}")
-        else:
-            raise UserError(f"{target.name}: no local copy and no mirror answered ({'; '.join(errors)}). {GET_DATA_HINT}")
-
-
-def load_raw() -> tuple[str, Path, Split, Split]:
-    """Finds, verifies and parses the four files: (source label, folder, train, test)."""
-    label, directory = locate_source()
-    splits = []
-    for prefix in ("train", "t10k"):
-        images, labels = (
-            parse_idx(read_payload(find_file(directory, name), name), name)
-            for name in (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
-        )
-        check_idx_pair(images, labels, prefix)
-        splits.append(Split(images, labels))
-    return label, directory, splits[0], splits[1]
-
-
 # ---------------------------------------------------------------- stratified sampling
 
 def class_quotas(labels: np.ndarray, count: int) -> np.ndarray:
     """How many of `count` draws each class gets, proportional to its size (largest remainder)."""
-    sizes = np.bincount(labels, minlength=NUM_CLASSES).astype(np.int64)
+    sizes = np.bincount(labels).astype(np.int64)
     # Integer arithmetic: float shares would break remainder ties by rounding noise.
     quotas, remainders = np.divmod(count * sizes, sizes.sum())
-    order = np.lexsort((np.arange(NUM_CLASSES), -remainders))  # ties go to the lower class index
+    order = np.lexsort((np.arange(len(sizes)), -remainders))  # ties go to the lower class index
     quotas[order[: count - quotas.sum()]] += 1
     return quotas
 
@@ -247,16 +78,31 @@ def stratified_indices(labels: np.ndarray, count: int, rng: np.random.Generator)
     return np.sort(np.concatenate(chosen))
 
 
-def split_dataset(train: Split, test: Split, val_size: int, subset: int | None, seed: int) -> dict[str, Split]:
+def size_problem(key: str, value: int, pool: int, pool_name: str, num_classes: int) -> str | None:
+    """A split size must leave at least one image of every class on both sides."""
+    if num_classes <= value <= pool - num_classes:
+        return None
+    return (f"params.yaml: {key} = {value} is invalid: allowed {num_classes}..{pool - num_classes} "
+            f"for {pool} {pool_name} in {num_classes} classes")
+
+
+def split_dataset(train: Split, test: Split, val_size: int, subset: int | None, seed: int,
+                  num_classes: int) -> dict[str, Split]:
     """train/val/test; with `subset`, a stratified subset of training and a proportional one of test.
 
-    The sizes are checked against the data by the params schema before any stage starts.
+    For Fashion-MNIST the params schema checks the sizes before any stage starts; a folder's size is
+    known only here, so they are checked again.
     """
+    if subset is not None and not num_classes <= subset <= len(train):
+        raise UserError(f"params.yaml: prepare.subset = {subset} is invalid: allowed {num_classes}..{len(train)}, "
+                        f"the training images in {num_classes} classes")
     rng = np.random.default_rng(seed)
     if subset is not None:
-        test_count = max(NUM_CLASSES, round(len(test) * subset / len(train)))
+        test_count = max(num_classes, round(len(test) * subset / len(train)))
         train = train.take(stratified_indices(train.labels, subset, rng))
         test = test.take(stratified_indices(test.labels, test_count, rng))
+    if problem := size_problem("prepare.val_size", val_size, len(train), "training images", num_classes):
+        raise UserError(problem)
     val_indices = stratified_indices(train.labels, val_size, rng)
     keep = np.ones(len(train), dtype=bool)
     keep[val_indices] = False
@@ -272,7 +118,7 @@ def transfer_indices(labels: np.ndarray, fraction: float, seed: int) -> np.ndarr
     """
     rng = np.random.default_rng(seed)
     chosen = []
-    for label in range(NUM_CLASSES):
+    for label in range(int(labels.max()) + 1):
         members = rng.permutation(np.flatnonzero(labels == label))
         if len(members):
             chosen.append(members[: max(1, round(fraction * len(members)))])
@@ -286,17 +132,47 @@ def transfer_set(train: Split, fraction: float, seed: int) -> Split:
 # ---------------------------------------------------------------- prepared arrays on disk
 
 PREPARED_DIR = Path("data/prepared")
+DATASET_FILE = "dataset.json"
 
 
-def save_prepared(splits: dict[str, Split], directory: Path = PREPARED_DIR) -> None:
-    """Writes .npy files (byte-stable, unlike npz's timestamped zip entries) into a new folder, then renames it."""
+def save_prepared(dataset: Dataset, splits: dict[str, Split], directory: Path = PREPARED_DIR) -> None:
+    """Writes .npy files (byte-stable, unlike npz's timestamped zip entries) and the dataset's
+    description into a new folder, then renames it into place."""
     with outputs.replacing_dir(directory) as staging:
         for name, split in splits.items():
             np.save(staging / f"{name}_images.npy", split.images)
             np.save(staging / f"{name}_labels.npy", split.labels)
+        write_dataset(dataset, staging / DATASET_FILE)
 
 
-def load_split(name: str, directory: Path = PREPARED_DIR) -> Split:
+def write_dataset(dataset: Dataset, path: Path) -> None:
+    description = {"source": dataset.source, "class_names": list(dataset.class_names),
+                   "image_shape": list(dataset.image_shape)}
+    path.write_text(json.dumps(description, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def read_dataset(path: Path, remedy: str) -> Dataset:
+    """The dataset description at `path`; `remedy` says how to make a good one."""
+    try:
+        described = json.loads(path.read_text(encoding="utf-8"))
+        dataset = Dataset(str(described["source"]), tuple(str(name) for name in described["class_names"]),
+                          tuple(int(side) for side in described["image_shape"]))
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing; {remedy}") from None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UserError(f"{path}: unreadable ({type(error).__name__}: {error}); {remedy}") from None
+    valid_shape = len(dataset.image_shape) in (2, 3) and min(dataset.image_shape) > 0 and dataset.channels in (1, 3)
+    if not valid_shape or not 2 <= dataset.num_classes <= MAX_CLASSES:
+        raise UserError(f"{path}: image_shape {list(dataset.image_shape)} with {dataset.num_classes} classes is not "
+                        f"a dataset (allowed: [h, w] or [h, w, 3], 2..{MAX_CLASSES} classes); {remedy}")
+    return dataset
+
+
+def load_dataset(directory: Path = PREPARED_DIR) -> Dataset:
+    return read_dataset(directory / DATASET_FILE, "run `dvc repro prepare`")
+
+
+def load_split(name: str, dataset: Dataset, directory: Path = PREPARED_DIR) -> Split:
     arrays = []
     for kind in ("images", "labels"):
         path = directory / f"{name}_{kind}.npy"
@@ -307,9 +183,11 @@ def load_split(name: str, directory: Path = PREPARED_DIR) -> Split:
         except ValueError as error:
             raise UserError(f"{path}: unreadable ({error}); run `dvc repro -f prepare`") from None
     images, labels = arrays
-    if images.dtype != np.uint8 or images.shape[1:] != IMAGE_SHAPE or labels.shape != images.shape[:1]:
+    if (images.dtype != np.uint8 or images.shape[1:] != dataset.image_shape or labels.shape != images.shape[:1]
+            or labels.dtype != dataset.label_dtype() or (len(labels) and labels.max() >= dataset.num_classes)):
         raise UserError(
-            f"{directory}/{name}_*.npy: images {images.dtype}{images.shape} and labels {labels.shape} do not match "
-            f"uint8 (n, 28, 28) and (n,); run `dvc repro -f prepare`"
+            f"{directory}/{name}_*.npy: images {images.dtype}{images.shape} and labels {labels.dtype}{labels.shape} "
+            f"do not match uint8 (n, {', '.join(map(str, dataset.image_shape))}) and {np.dtype(dataset.label_dtype())} "
+            f"(n,) below {dataset.num_classes}; run `dvc repro -f prepare`"
         )
     return Split(images, labels)

@@ -1,7 +1,9 @@
 """The deployable formats: a SavedModel, a float32 LiteRT file and an int8 one, written and run.
 
-Every exported model takes raw uint8 images, (n, 28, 28), and returns float32 logits, as the Keras
-models do: the scaling to [0, 1] is inside the graph, so a deployer feeds pixels as they are.
+Every exported model takes raw uint8 images, (n, 28, 28) for Fashion-MNIST and (n, *image_shape) for
+a folder dataset, and returns float32 logits, as the Keras models do: the scaling to [0, 1] is inside
+the graph, so a deployer feeds pixels as they are. Beside each model, dataset.json names its classes
+and image shape.
 
 TensorFlow is imported only by the functions that write or run a SavedModel: running a .tflite file
 needs ai-edge-litert alone, so `tools.predict` starts in a fraction of TensorFlow's import time.
@@ -14,7 +16,7 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from common.cli import UserError
-from common.data import IMAGE_SHAPE
+from common.data import Dataset
 
 SAVED_MODEL, FLOAT32, INT8 = "saved_model", "float32.tflite", "int8.tflite"
 FORMATS = (SAVED_MODEL, FLOAT32, INT8)
@@ -29,7 +31,7 @@ def export_path(model_name: str, file_format: str) -> Path:
     return EXPORT_ROOT / model_name / file_format
 
 
-def save_saved_model(model, directory: Path) -> None:
+def save_saved_model(model, directory: Path, dataset: Dataset) -> None:
     """A byte-stable SavedModel with one signature, `serving_default`: image (uint8) -> logits.
 
     Keras's own `model.export` writes the variables in an order that changes from process to process
@@ -43,7 +45,7 @@ def save_saved_model(model, directory: Path) -> None:
     module.weights = [weight.value for weight in model.weights]
     module.serve = tf.function(
         lambda image: {"logits": model(image, training=False)},
-        input_signature=[tf.TensorSpec((None, *IMAGE_SHAPE), tf.uint8, name="image")],
+        input_signature=[tf.TensorSpec((None, *dataset.image_shape), tf.uint8, name="image")],
     )
     tf.saved_model.save(module, str(directory), signatures={SIGNATURE: module.serve})
     _pin_fingerprint(directory / "fingerprint.pb")
@@ -76,9 +78,13 @@ def to_tflite(saved_model: Path, calibration_images: np.ndarray | None = None) -
     return converter.convert()
 
 
-def tflite_interpreter(path: Path, threads: int | None = None) -> Interpreter:
+def require_export(path: Path) -> None:
     if not path.is_file():
         raise UserError(f"{path}: missing; run `dvc repro export` (or `dvc pull`)")
+
+
+def tflite_interpreter(path: Path, threads: int | None = None) -> Interpreter:
+    require_export(path)
     interpreter = Interpreter(model_path=str(path), num_threads=threads)
     interpreter.allocate_tensors()
     return interpreter

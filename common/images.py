@@ -1,10 +1,12 @@
-"""Reading image files nobody vetted, as one 8-bit grayscale picture, or one line that says why not.
+"""Reading image files nobody vetted, as one 8-bit grayscale or RGB picture, or one line that says why
+not; and the one rule that brings a picture to a dataset's image size.
 
 - Formats: PNG, JPEG, WebP, BMP and GIF (its first frame). Any other format Pillow knows is refused
   by name before it is decoded: some of Pillow's plugins run external programs (EPS runs Ghostscript).
 - Size: the header's width and height are checked against MAX_PIXELS before any pixel is decoded, so
   a small file that declares a huge image costs nothing.
 - 16-bit grayscale is scaled to 8 bits (65535 becomes 255), not clipped as Pillow's own conversion does.
+- RGB pictures read as grayscale take Pillow's luma (ITU-R 601-2); grayscale read as RGB repeats it.
 - Transparent pixels are laid over white, as a product cut-out would sit on a white page.
 - EXIF orientation is applied.
 """
@@ -45,18 +47,24 @@ def _format_of(path: Path) -> str | None:
         return None
 
 
-def to_8bit_gray(image: Image.Image) -> Image.Image:
+def to_8bit(image: Image.Image, mode: str) -> Image.Image:
+    """`image` in Pillow's `mode`, "L" (8-bit grayscale) or "RGB"."""
     if image.mode in SIXTEEN_BIT_MODES:
         values = np.asarray(image, dtype=np.float64)
-        return Image.fromarray(np.clip(np.rint(values / 257), 0, 255).astype(np.uint8))
+        return Image.fromarray(np.clip(np.rint(values / 257), 0, 255).astype(np.uint8)).convert(mode)
     if image.mode in TRANSPARENT_MODES or "transparency" in image.info:
         cut_out = image.convert("RGBA")
-        return Image.alpha_composite(Image.new("RGBA", cut_out.size, WHITE), cut_out).convert("L")
-    return image.convert("L")
+        return Image.alpha_composite(Image.new("RGBA", cut_out.size, WHITE), cut_out).convert(mode)
+    return image.convert(mode)
 
 
 def read_gray(path: Path) -> Image.Image:
     """The image at `path` as 8-bit grayscale ("L"), upright; a UserError names the path and the problem."""
+    return read_image(path, "L")
+
+
+def read_image(path: Path, mode: str) -> Image.Image:
+    """The image at `path` in `mode` ("L" or "RGB"), upright; a UserError names the path and the problem."""
     try:
         image = _open_header(path, list(FORMATS))
     except FileNotFoundError:
@@ -76,6 +84,27 @@ def read_gray(path: Path) -> Image.Image:
             raise UserError(f"{path}: {width}x{height} is {width * height:,} pixels, over the limit of "
                             f"{MAX_PIXELS:,}; scale it down first")
         try:
-            return to_8bit_gray(ImageOps.exif_transpose(image))
+            return to_8bit(ImageOps.exif_transpose(image), mode)
         except (OSError, ValueError, SyntaxError) as error:
             raise UserError(f"{path}: not a readable {FORMATS[image.format]} image ({error})") from None
+
+
+def border_colour(pixels: np.ndarray) -> tuple[int, ...]:
+    """The mean of the picture's outermost pixels, per channel: the colour it is padded with."""
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    return tuple(int(round(value)) for value in np.atleast_1d(border.mean(axis=0)))
+
+
+def fit_and_pad(image: Image.Image, height: int, width: int) -> Image.Image:
+    """`image` at `height` x `width`, nothing cropped and nothing stretched: scaled (Lanczos) until its
+    longer side fits, then centred on a canvas of its own border colour. A picture that already has
+    the size is returned as it is."""
+    if image.size == (width, height):
+        return image
+    scale = min(width / image.width, height / image.height)
+    fitted = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                          Image.Resampling.LANCZOS)
+    colour = border_colour(np.asarray(image))
+    canvas = Image.new(image.mode, (width, height), colour[0] if image.mode == "L" else colour)
+    canvas.paste(fitted, ((width - fitted.width) // 2, (height - fitted.height) // 2))
+    return canvas

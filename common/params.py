@@ -10,7 +10,7 @@ from ruamel.yaml import YAML, YAMLError
 
 from common import numerics
 from common.cli import UserError
-from common.data import EXPECTED_COUNTS, IMAGE_SHAPE, NUM_CLASSES
+from common.fashion_mnist import EXPECTED_COUNTS, IMAGE_SHAPE, NUM_CLASSES
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -19,12 +19,14 @@ MAX_UNITS = 16_384  # a dense layer's width
 MAX_LAYERS = 16
 MAX_FILTERS = 1_024
 # Each CNN block halves the image with its max-pooling: 28 pixels are 1 after four blocks, 0 after five.
-MAX_BLOCKS = int(math.log2(min(IMAGE_SHAPE)))
+# The schema allows blocks for the largest image_size; Params.blocks_problem holds them to the data's.
+MAX_SIDE = 1_024
+MAX_BLOCKS = int(math.log2(MAX_SIDE))
 # The CNN's first block holds 1.6 GB of activations for a batch this size.
 MAX_BATCH = 16_384
 MAX_EPOCHS = 10_000
-# An epoch's batches are gathered at once (models.epoch_batches): 750 MiB of pixels at this many
-# images, and as much again while they are gathered.
+# An epoch's rows are drawn as one permutation (feeding.epoch_batches), which a run keeps per
+# pass: a million rows is 8 MB of indices and, at Fashion-MNIST's size, an epoch of a few minutes.
 MAX_PASS_IMAGES = 1_000_000
 
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -41,13 +43,40 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+class Data(Section):
+    """Where the images come from: Fashion-MNIST, or a folder of class folders (common/image_folders.py)."""
+
+    source: Literal["fashion-mnist", "folder"]
+    # The folder (data.source: folder). DVC depends on it whatever the source, so it always names an
+    # existing folder: the default, data/images, is an empty one kept in git.
+    path: Annotated[str, Field(min_length=1)]
+    layout: Literal["classes", "train_test"]
+    test_fraction: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]  # layout classes: the test split
+    image_size: Annotated[list[Annotated[int, Field(gt=0, le=MAX_SIDE)]], Field(min_length=2, max_length=2)] | None
+    # An int field, not Literal[1, 3]: a Literal would take YAML's `true` as 1.
+    channels: Annotated[int, Field(ge=1, le=3)]
+
+    def problem(self) -> str | None:
+        if self.channels == 2:
+            return f"{PARAMS_FILE}: data.channels = 2 is invalid: input should be 1 (grayscale) or 3 (RGB)"
+        if self.source == "fashion-mnist" and (self.image_size is not None or self.channels != 1):
+            return (f"{PARAMS_FILE}: data.image_size = {self.image_size} and data.channels = {self.channels} are for "
+                    f"data.source: folder; Fashion-MNIST is 28x28 grayscale: set them to null and 1")
+        return None
+
+
 class Prepare(Section):
     val_size: PositiveInt
-    # At least one image per class; at most the whole training set.
-    subset: Annotated[int, Field(ge=NUM_CLASSES, le=EXPECTED_COUNTS["train"])] | None
+    # At least one image per class; at most the whole training set (checked against a folder by prepare).
+    subset: Annotated[int, Field(ge=2)] | None
 
-    def val_size_problem(self) -> str | None:
-        """val_size must leave every class in both splits; it depends on subset, so it is checked here."""
+    def size_problem(self, data: Data) -> str | None:
+        """For Fashion-MNIST the sizes are known now; a folder's are checked by prepare once it is read."""
+        if data.source != "fashion-mnist":
+            return None
+        if self.subset is not None and not NUM_CLASSES <= self.subset <= EXPECTED_COUNTS["train"]:
+            return (f"{PARAMS_FILE}: prepare.subset = {self.subset} is invalid: allowed "
+                    f"{NUM_CLASSES}..{EXPECTED_COUNTS['train']}, Fashion-MNIST's training images")
         pool = self.subset or EXPECTED_COUNTS["train"]
         if NUM_CLASSES <= self.val_size <= pool - NUM_CLASSES:
             return None
@@ -78,19 +107,27 @@ class Training(Section):
     dropout: DropoutRate
 
     def pass_problem(self, section: str) -> str | None:
-        """min_steps must not make an epoch gather more than MAX_PASS_IMAGES images at once."""
+        """min_steps must not make an epoch draw more than MAX_PASS_IMAGES images."""
         images = math.ceil(self.min_steps / self.epochs) * self.batch_size
         if images <= MAX_PASS_IMAGES:
             return None
         return (
             f"{PARAMS_FILE}: {section}.min_steps = {self.min_steps} is invalid: with epochs {self.epochs} and "
-            f"batch_size {self.batch_size} an epoch gathers {images:,} images at once; allowed up to "
-            f"{MAX_PASS_IMAGES:,} (750 MiB): lower min_steps or batch_size, or raise epochs"
+            f"batch_size {self.batch_size} an epoch draws {images:,} images; allowed up to "
+            f"{MAX_PASS_IMAGES:,}: lower min_steps or batch_size, or raise epochs"
         )
 
 
 class Teacher(Training):
-    """The teacher's recipe: the same keys as a student's, without a transfer set."""
+    """The teacher: trained from the recipe (the same keys as a student's, without a transfer set), or
+    taken from a Keras file (common/teachers.py), whose conventions the last three keys declare."""
+
+    source: Literal["train", "file"]
+    # A .keras file or a SavedModel folder. DVC depends on it whatever the source, so it always names
+    # an existing path: the default, models/teachers, is an empty folder kept in git.
+    path: Annotated[str, Field(min_length=1)]
+    inputs: Literal["pixels", "unit"]  # pixels: values 0-255 (any scaling inside the model); unit: [0, 1]
+    outputs: Literal["logits", "probabilities"]
 
 
 class Student(Training):
@@ -107,7 +144,7 @@ class Train(Section):
     # portable: the same bits on any core count, whatever the CPU has beyond AVX2; native: all of this CPU
     numerics: Literal[numerics.MODES]
     strategy: Literal["auto", "default", "mirrored"]
-    jit_compile: Literal["auto", True, False]  # auto: XLA for MLPs; see models.use_xla
+    jit_compile: Literal["auto", True, False]  # auto: XLA for MLPs; see training.use_xla
     steps_per_execution: PositiveInt
 
 
@@ -128,6 +165,7 @@ class Export(Section):
 
 class Params(Section):
     seed: NonNegativeInt  # the train/val split and the subsets; each model has its own seed
+    data: Data
     prepare: Prepare
     train: Train
     teacher: Teacher
@@ -136,8 +174,26 @@ class Params(Section):
     evaluate: Evaluate
     export: Export
 
+    def image_side(self) -> int | None:
+        """The shorter side of the prepared images, where params alone tell it."""
+        if self.data.source == "fashion-mnist":
+            return min(IMAGE_SHAPE)
+        return min(self.data.image_size) if self.data.image_size else None
+
+    def blocks_problem(self) -> str | None:
+        """Each CNN block halves the image: the image must keep at least one pixel through them all."""
+        side = self.image_side()
+        built = [("student", self.student)] + ([("teacher", self.teacher)] if self.teacher.source == "train" else [])
+        for section, recipe in built:
+            if recipe.arch == "cnn" and side is not None and side >> len(recipe.conv_filters) == 0:
+                return (f"{PARAMS_FILE}: {section}.conv_filters = {recipe.conv_filters} is invalid: {len(recipe.conv_filters)} "
+                        f"blocks halve a {side}-pixel side to nothing; allowed 1..{int(math.log2(side))} blocks")
+        return None
+
     def calibration_problem(self) -> str | None:
         """The int8 calibration sample must fit in the training split, whose size prepare sets."""
+        if self.data.source != "fashion-mnist":
+            return None  # a folder's size is known to export, which checks it
         split = (self.prepare.subset or EXPECTED_COUNTS["train"]) - self.prepare.val_size
         if self.export.calibration_images <= split:
             return None
@@ -185,8 +241,9 @@ def validate(raw: Any) -> Params:
     except ValidationError as error:
         # The first problem is the one to fix; one line keeps the message readable.
         raise UserError(_describe(error.errors()[0])) from None
-    problems = (validated.prepare.val_size_problem(), validated.teacher.pass_problem("teacher"),
-                validated.student.pass_problem("student"), validated.calibration_problem())
+    problems = (validated.data.problem(), validated.prepare.size_problem(validated.data),
+                validated.teacher.pass_problem("teacher"), validated.student.pass_problem("student"),
+                validated.blocks_problem(), validated.calibration_problem())
     if problem := next((problem for problem in problems if problem), None):
         raise UserError(problem)
     return validated

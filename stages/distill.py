@@ -4,41 +4,42 @@ The distilled student has the student's architecture and recipe, so it differs f
 baseline only in its loss.
 """
 
-from common import cli, data, losses, models, outputs, params
+from common import architectures, cli, data, losses, outputs, params, training, weights
 
 
 def main() -> None:
     config = params.load()
     recipe = config.student
+    dataset = data.load_dataset()
     # The baseline student's transfer set: the two students differ only in their loss.
-    train = data.transfer_set(data.load_split("train"), recipe.train_fraction, recipe.seed)
-    val = data.load_split("val")
+    train = data.transfer_set(data.load_split("train", dataset), recipe.train_fraction, recipe.seed)
+    val = data.load_split("val", dataset)
 
-    strategy = models.distribution_strategy(config.train.strategy)
+    strategy = training.distribution_strategy(config.train.strategy)
     # Seeded and built first, as in train.py, so it starts from the baseline student's initial weights.
-    models.make_deterministic(recipe, config.train)
+    training.make_deterministic(recipe, config.train)
     with strategy.scope():
-        student = models.build(recipe, "distilled")
+        student = architectures.build(recipe, "distilled", dataset)
 
-    teacher = models.load_model("teacher", config.teacher, models.weights_path("teacher"))
+    teacher = weights.load_teacher(config.teacher, dataset)
     # Once per run: there is no augmentation, so the teacher's logits for an image never change.
     targets = {
-        name: {"label": split.labels, "teacher_logits": models.predict_logits(teacher, split)}
+        name: {"label": split.labels, "teacher_logits": weights.predict_logits(teacher, split)}
         for name, split in (("train", train), ("val", val))
     }
 
     with strategy.scope():
         objective = losses.DistillationLoss(config.distill.temperature, config.distill.alpha)
         distiller = losses.TeacherLogitsDistiller(student, objective)
-        summary = models.fit(
+        summary = training.fit(
             distiller, recipe, config.train, train.images, targets["train"], val.images, targets["val"],
-            stage="distill", recipe_name="student", curves_dir=models.curves_path("distilled"),
+            stage="distill", recipe_name="student", curves_dir=weights.curves_path("distilled"),
             # The baseline's rule: cross-entropy against the labels on validation. The KD objective's
             # scale changes with T and alpha, so selecting on it would make the two students incomparable.
             monitor="val_hard_loss",
         )
 
-    models.save_weights(student, models.weights_path("distilled"))
+    weights.save_weights(student, weights.weights_path("distilled"))
     outputs.write_json("metrics/training/distilled.json", summary)
     print(f"distilled: {summary}")
 

@@ -10,9 +10,7 @@ import io
 import numpy as np
 import pandas as pd
 
-from common import cli, data, metrics, models, outputs, params
-
-STUDENTS = ("student", "distilled")
+from common import cli, data, metrics, outputs, params, weights
 
 
 def score(logits: np.ndarray, labels: np.ndarray, ece_bins: int, parameters: int) -> dict:
@@ -32,24 +30,23 @@ def csv_text(frame: pd.DataFrame) -> str:
 
 def main() -> None:
     config = params.load()
-    test = data.load_split("test")
-    recipes = {"teacher": config.teacher, "student": config.student, "distilled": config.student}
-
-    trained = {name: models.load_model(name, recipe, models.weights_path(name)) for name, recipe in recipes.items()}
-    logits = {name: models.predict_logits(model, test) for name, model in trained.items()}
+    dataset = data.load_dataset()
+    test = data.load_split("test", dataset)
+    trained = {name: weights.load_trained(name, config, dataset) for name in weights.MODELS}
+    logits = {name: weights.predict_logits(model, test) for name, model in trained.items()}
 
     report = {
         name: score(logits[name], test.labels, config.evaluate.ece_bins, model.count_params())
         for name, model in trained.items()
     }
-    for name in STUDENTS:
+    for name in weights.STUDENTS:
         report[name]["agreement"] = metrics.agreement(logits[name], logits["teacher"])
         report[name]["kl_to_teacher"] = metrics.kl_divergence(logits["teacher"], logits[name])
 
-    class_names = np.array(data.CLASS_NAMES)
+    class_names = np.array(dataset.class_names)
     for name, model_logits in logits.items():
         predicted = model_logits.argmax(axis=1)
-        per_class = metrics.per_class_accuracy(predicted, test.labels, data.NUM_CLASSES)
+        per_class = metrics.per_class_accuracy(predicted, test.labels, dataset.num_classes)
         outputs.write_text(
             f"metrics/per_class/{name}.csv",
             csv_text(pd.DataFrame({"class": class_names, "accuracy": per_class})),

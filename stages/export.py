@@ -9,7 +9,7 @@ and go into metrics/export.json; timings are not, and live in `make bench-infere
 
 import numpy as np
 
-from common import cli, data, deploy, metrics, models, outputs, params
+from common import cli, data, deploy, metrics, outputs, params, weights
 
 FLOAT_TOLERANCE = 1e-4
 
@@ -24,19 +24,22 @@ def fidelity(logits: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> d
 
 def main() -> None:
     config = params.load()
-    train, test = data.load_split("train"), data.load_split("test")
+    dataset = data.load_dataset()
+    train, test = data.load_split("train", dataset), data.load_split("test", dataset)
+    if config.export.calibration_images > len(train):
+        raise cli.UserError(f"params.yaml: export.calibration_images = {config.export.calibration_images} is invalid: "
+                            f"allowed 1..{len(train)}, the training split's size")
     rng = np.random.default_rng(config.seed)
     calibration = train.images[data.stratified_indices(train.labels, config.export.calibration_images, rng)]
-    recipes = {"teacher": config.teacher, "student": config.student, "distilled": config.student}
 
     report = {}
     with outputs.replacing_dir(deploy.EXPORT_ROOT) as staging:
-        for name, recipe in recipes.items():
-            model = models.load_model(name, recipe, models.weights_path(name))
-            reference = models.predict_logits(model, test)
+        for name in weights.MODELS:
+            model = weights.load_trained(name, config, dataset)
+            reference = weights.predict_logits(model, test)
             folder = staging / name
             saved_model, float32, int8 = (folder / file_format for file_format in deploy.FORMATS)
-            deploy.save_saved_model(model, saved_model)
+            deploy.save_saved_model(model, saved_model, dataset)
             float32.write_bytes(deploy.to_tflite(saved_model))
             int8.write_bytes(deploy.to_tflite(saved_model, calibration))
 
@@ -62,6 +65,8 @@ def main() -> None:
             scores[deploy.INT8]["accuracy_drop"] = scores["keras"]["accuracy"] - scores[deploy.INT8]["accuracy"]
             for file_format in deploy.FORMATS:
                 scores[file_format]["bytes"] = deploy.size_bytes(folder / file_format)
+            # What a deployer (and tools.predict) needs beside the model: the class names and image shape.
+            data.write_dataset(dataset, folder / data.DATASET_FILE)
             report[name] = {file_format: {key: round(value, 6) for key, value in values.items()}
                             for file_format, values in scores.items()}
             print(f"{name}: {report[name]}")

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
+import common  # noqa: F401  (before any test module imports Keras: it applies params.yaml's numerics first)
 import pytest
 from dvc_repo import ROOT, SMALL, Repo
 from filelock import FileLock
@@ -26,7 +27,7 @@ from filelock import FileLock
 # companion, and the other worker takes the next modules meanwhile. Modules not named here follow in
 # collection order.
 SCHEDULE = (
-    "test_sweep.py", "test_models.py", "test_fanout.py", "test_pipeline.py", "test_numerics.py", "test_interruption.py",
+    "test_sweep.py", "test_models.py", "test_own_model.py", "test_fanout.py", "test_pipeline.py", "test_numerics.py", "test_interruption.py",
     "test_pipeline_failures.py", "test_failure_drills.py", "test_strategy.py", "test_deploy.py", "test_losses.py", "test_params_forms.py",
     "test_params.py", "test_pipeline_params.py",
 )

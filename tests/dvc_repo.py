@@ -23,7 +23,11 @@ def project_files() -> list[str]:
         ["git", "ls-files", "--cached"],
         cwd=ROOT, check=True, capture_output=True, text=True,
     ).stdout.splitlines()
-    return [name for name in listed if name.split("/")[0] not in OUTPUTS and (ROOT / name).is_file()]
+    def copied(name: str) -> bool:
+        # Outputs are made by the pipeline; the empty folders that params.yaml's paths name are not.
+        return name.split("/")[0] not in OUTPUTS or name.endswith("/.gitkeep")
+
+    return [name for name in listed if copied(name) and (ROOT / name).is_file()]
 
 
 def stages_run(dvc_output: str) -> set[str]:

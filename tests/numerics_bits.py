@@ -16,12 +16,12 @@ import os
 import numpy as np
 
 import common  # noqa: F401  (first: it applies ./params.yaml's train.numerics before TensorFlow loads)
-from common import losses, models, numerics, params
+from common import architectures, fashion_mnist, losses, numerics, params, training
 
 ENGINE = params.Train(numerics="portable", strategy="default", jit_compile="auto", steps_per_execution=4)
 MLP = params.Training(arch="mlp", conv_filters=[8], conv_dense_units=8, dropout=0.0, seed=3, hidden_units=[128], learning_rate=0.001, decay_steps=None, decay_alpha=0.01,
                       batch_size=256, epochs=1, patience=1, min_steps=0)
-CNN = params.Teacher(seed=5, hidden_units=[8], learning_rate=0.001, decay_steps=None, decay_alpha=0.01, batch_size=128,
+CNN = params.Training(seed=5, hidden_units=[8], learning_rate=0.001, decay_steps=None, decay_alpha=0.01, batch_size=128,
                      epochs=1, patience=1, min_steps=0, arch="cnn", conv_filters=[32, 64], conv_dense_units=64,
                      dropout=0.3)
 
@@ -29,9 +29,9 @@ CNN = params.Teacher(seed=5, hidden_units=[8], learning_rate=0.001, decay_steps=
 def trained_digest(recipe: params.Training, count: int) -> str:
     rng = np.random.default_rng(0)
     images, labels = rng.integers(0, 256, (count, 28, 28), dtype=np.uint8), rng.integers(0, 10, count)
-    models.make_deterministic(recipe, ENGINE)
-    model = models.build(recipe, "student" if recipe is MLP else "teacher")
-    models.fit(model, recipe, ENGINE, images, labels, images[:256], labels[:256], stage="numerics_bits",
+    training.make_deterministic(recipe, ENGINE)
+    model = architectures.build(recipe, "student" if recipe is MLP else "teacher", fashion_mnist.DATASET)
+    training.fit(model, recipe, ENGINE, images, labels, images[:256], labels[:256], stage="numerics_bits",
                recipe_name="numerics_bits", loss=losses.label_loss())
     return hashlib.sha256(b"".join(weights.tobytes() for weights in model.get_weights())).hexdigest()
 
@@ -42,7 +42,7 @@ def main() -> None:
     print(json.dumps({
         "mode": numerics.mode,
         "environment": {name: os.environ.get(name) for name in ("ONEDNN_MAX_CPU_ISA", "XLA_FLAGS", "TF_NUM_INTRAOP_THREADS")},
-        "mlp_xla": models.use_xla(ENGINE, MLP),
+        "mlp_xla": training.use_xla(ENGINE, MLP),
         "mlp": mlp,
         "cnn": cnn,
     }))

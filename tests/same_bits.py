@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from common import deploy, losses, models, params
+from common import architectures, deploy, fashion_mnist, losses, params, training
 
 ENGINE = params.Train(numerics="portable", strategy="default", jit_compile="auto", steps_per_execution=4)
 MLP = params.Training(arch="mlp", conv_filters=[8], conv_dense_units=8, dropout=0.0, seed=3, hidden_units=[32], learning_rate=0.01, decay_steps=50, decay_alpha=0.1,
                       batch_size=32, epochs=2, patience=2, min_steps=0)
-CNN = params.Teacher(seed=5, hidden_units=[8], learning_rate=0.01, decay_steps=None, decay_alpha=0.1, batch_size=16,
+CNN = params.Training(seed=5, hidden_units=[8], learning_rate=0.01, decay_steps=None, decay_alpha=0.1, batch_size=16,
                      epochs=2, patience=2, min_steps=0, arch="cnn", conv_filters=[4, 8], conv_dense_units=16, dropout=0.3)
 
 
@@ -30,10 +30,10 @@ def digest(model) -> str:
 def trained(recipe: params.Training, count: int):
     rng = np.random.default_rng(0)
     images, labels = rng.integers(0, 256, (count, 28, 28), dtype=np.uint8), rng.integers(0, 10, count)
-    models.make_deterministic(recipe, ENGINE)
-    model = models.build(recipe, "student" if recipe is MLP else "teacher")
+    training.make_deterministic(recipe, ENGINE)
+    model = architectures.build(recipe, "student" if recipe is MLP else "teacher", fashion_mnist.DATASET)
     initial = model.get_weights()
-    models.fit(model, recipe, ENGINE, images, labels, images, labels, stage="same_bits", recipe_name="same_bits",
+    training.fit(model, recipe, ENGINE, images, labels, images, labels, stage="same_bits", recipe_name="same_bits",
                loss=losses.label_loss())
     changed = all(not np.array_equal(a, b) for a, b in zip(initial, model.get_weights()) if a.ndim > 1)
     return model, changed
@@ -43,7 +43,7 @@ def main() -> None:
     folder = Path(sys.argv[1])
     mlp, mlp_changed = trained(MLP, 320)
     cnn, cnn_changed = trained(CNN, 96)
-    deploy.save_saved_model(cnn, folder / deploy.SAVED_MODEL)
+    deploy.save_saved_model(cnn, folder / deploy.SAVED_MODEL, fashion_mnist.DATASET)
     (folder / deploy.INT8).write_bytes(deploy.to_tflite(folder / deploy.SAVED_MODEL, np.full((8, 28, 28), 7, np.uint8)))
     exported = {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
                 for path in sorted(folder.rglob("*")) if path.is_file()}

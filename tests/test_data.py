@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from common import data
+from common import data, fashion_mnist
 from common.cli import UserError
 
 
@@ -18,10 +18,10 @@ def idx_bytes(array: np.ndarray) -> bytes:
 
 def test_parse_idx_reads_shape_and_values():
     images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
-    parsed = data.parse_idx(idx_bytes(images), "images")
+    parsed = fashion_mnist.parse_idx(idx_bytes(images), "images")
     assert parsed.shape == (2, 3, 4)
     np.testing.assert_array_equal(parsed, images)
-    labels = data.parse_idx(bytes([0, 0, 8, 1, 0, 0, 0, 3, 7, 8, 9]), "labels")
+    labels = fashion_mnist.parse_idx(bytes([0, 0, 8, 1, 0, 0, 0, 3, 7, 8, 9]), "labels")
     assert labels.tolist() == [7, 8, 9]
 
 
@@ -38,24 +38,24 @@ def test_parse_idx_reads_shape_and_values():
 )
 def test_parse_idx_rejects_bad_bytes(payload, message):
     with pytest.raises(UserError, match=f"^labels: {message}".replace("(", r"\(").replace(")", r"\)")):
-        data.parse_idx(payload, "labels")
+        fashion_mnist.parse_idx(payload, "labels")
 
 
 def test_check_idx_pair_rejects_wrong_counts_and_labels():
     images = np.zeros((10_000, 28, 28), np.uint8)
     with pytest.raises(UserError, match=r"t10k-labels-idx1-ubyte: shape \(9999,\), expected \(10000,\)"):
-        data.check_idx_pair(images, np.zeros(9_999, np.uint8), "t10k")
+        fashion_mnist.check_idx_pair(images, np.zeros(9_999, np.uint8), "t10k")
     with pytest.raises(UserError, match=r"t10k-images-idx3-ubyte: shape \(10000, 28, 27\)"):
-        data.check_idx_pair(np.zeros((10_000, 28, 27), np.uint8), np.zeros(10_000, np.uint8), "t10k")
+        fashion_mnist.check_idx_pair(np.zeros((10_000, 28, 27), np.uint8), np.zeros(10_000, np.uint8), "t10k")
     labels = np.zeros(10_000, np.uint8)
     labels[5] = 10
     with pytest.raises(UserError, match="label 10 found; labels are 0..9"):
-        data.check_idx_pair(images, labels, "t10k")
+        fashion_mnist.check_idx_pair(images, labels, "t10k")
 
 
 def write_fake_source(directory, payload=b"not fashion-mnist"):
     directory.mkdir(exist_ok=True)
-    for name in data.SHA256:
+    for name in fashion_mnist.SHA256:
         (directory / f"{name}.gz").write_bytes(gzip.compress(payload, mtime=0))
 
 
@@ -63,11 +63,11 @@ def test_checksum_mismatch_names_file_and_both_digests(tmp_path, monkeypatch):
     write_fake_source(tmp_path / "copy")
     monkeypatch.setenv("FASHION_MNIST_DIR", str(tmp_path / "copy"))
     with pytest.raises(UserError) as raised:
-        data.load_raw()
+        fashion_mnist.load_raw()
     message = str(raised.value)
     assert message.startswith(f"{tmp_path}/copy/train-images-idx3-ubyte.gz: SHA-256 of the decompressed data is ")
     assert hashlib.sha256(b"not fashion-mnist").hexdigest() in message
-    assert data.SHA256["train-images-idx3-ubyte"] in message
+    assert fashion_mnist.SHA256["train-images-idx3-ubyte"] in message
     assert "apt-get install dataset-fashion-mnist" in message
 
 
@@ -75,31 +75,31 @@ def test_truncated_gzip_is_reported(tmp_path):
     path = tmp_path / "train-labels-idx1-ubyte.gz"
     path.write_bytes(gzip.compress(b"x" * 1000, mtime=0)[:-12])
     with pytest.raises(UserError, match=f"^{path}: cannot decompress .*truncated or not gzip"):
-        data.read_payload(path, "train-labels-idx1-ubyte")
+        fashion_mnist.read_payload(path, "train-labels-idx1-ubyte")
 
 
 def test_env_dir_comes_first_and_must_be_complete(tmp_path, monkeypatch):
     write_fake_source(tmp_path / "mine")
     monkeypatch.setenv("FASHION_MNIST_DIR", str(tmp_path / "mine"))
-    assert data.locate_source() == ("FASHION_MNIST_DIR", tmp_path / "mine")
+    assert fashion_mnist.locate_source() == ("FASHION_MNIST_DIR", tmp_path / "mine")
 
     (tmp_path / "mine" / "t10k-labels-idx1-ubyte.gz").unlink()
     (tmp_path / "mine" / "t10k-labels-idx1-ubyte").write_bytes(b"raw files count too")
-    assert data.locate_source() == ("FASHION_MNIST_DIR", tmp_path / "mine")
+    assert fashion_mnist.locate_source() == ("FASHION_MNIST_DIR", tmp_path / "mine")
 
     (tmp_path / "mine" / "t10k-labels-idx1-ubyte").unlink()
     with pytest.raises(UserError, match=r"FASHION_MNIST_DIR=.*/mine: missing t10k-labels-idx1-ubyte \(.gz or raw\)"):
-        data.locate_source()
+        fashion_mnist.locate_source()
 
 
 def test_later_sources_are_searched_in_order(tmp_path, monkeypatch):
     monkeypatch.delenv("FASHION_MNIST_DIR", raising=False)
-    monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "debian")
-    monkeypatch.setattr(data, "KERAS_CACHE_DIR", tmp_path / "keras")
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", tmp_path / "debian")
+    monkeypatch.setattr(fashion_mnist, "KERAS_CACHE_DIR", tmp_path / "keras")
     write_fake_source(tmp_path / "keras")
-    assert data.locate_source() == ("Keras cache", tmp_path / "keras")
+    assert fashion_mnist.locate_source() == ("Keras cache", tmp_path / "keras")
     write_fake_source(tmp_path / "debian")
-    assert data.locate_source() == ("Debian package", tmp_path / "debian")
+    assert fashion_mnist.locate_source() == ("Debian package", tmp_path / "debian")
 
 
 def test_class_quotas_use_largest_remainder():
@@ -131,7 +131,7 @@ def image_ids(split):
 
 def test_split_is_stratified_disjoint_and_seeded():
     train, test = toy_splits()
-    splits = data.split_dataset(train, test, val_size=100, subset=None, seed=3)
+    splits = data.split_dataset(train, test, val_size=100, subset=None, seed=3, num_classes=10)
     assert np.bincount(splits["val"].labels).tolist() == [10] * 10
     assert np.bincount(splits["train"].labels).tolist() == [50] * 10
     assert len(splits["test"]) == 100
@@ -139,15 +139,15 @@ def test_split_is_stratified_disjoint_and_seeded():
     assert not image_ids(splits["train"]) & image_ids(splits["val"])
     assert len(image_ids(splits["train"]) | image_ids(splits["val"])) == 600
 
-    again = data.split_dataset(train, test, val_size=100, subset=None, seed=3)
+    again = data.split_dataset(train, test, val_size=100, subset=None, seed=3, num_classes=10)
     np.testing.assert_array_equal(again["val"].images, splits["val"].images)
-    other = data.split_dataset(train, test, val_size=100, subset=None, seed=4)
+    other = data.split_dataset(train, test, val_size=100, subset=None, seed=4, num_classes=10)
     assert not np.array_equal(other["val"].images, splits["val"].images)
 
 
 def test_subset_keeps_stratified_train_and_proportional_test():
     train, test = toy_splits()
-    splits = data.split_dataset(train, test, val_size=20, subset=300, seed=0)
+    splits = data.split_dataset(train, test, val_size=20, subset=300, seed=0, num_classes=10)
     assert len(splits["train"]) + len(splits["val"]) == 300
     assert np.bincount(splits["val"].labels).tolist() == [2] * 10
     assert np.bincount(splits["test"].labels).tolist() == [5] * 10  # 100 * 300 / 600
@@ -178,17 +178,17 @@ def test_the_whole_transfer_set_is_the_training_split_itself():
 
 def test_prepared_arrays_round_trip_byte_identically(tmp_path):
     train, test = toy_splits()
-    splits = data.split_dataset(train, test, val_size=100, subset=None, seed=0)
+    splits = data.split_dataset(train, test, val_size=100, subset=None, seed=0, num_classes=10)
     first, second = tmp_path / "a" / "prepared", tmp_path / "b" / "prepared"
-    data.save_prepared(splits, first)
-    data.save_prepared(splits, second)
+    data.save_prepared(fashion_mnist.DATASET, splits, first)
+    data.save_prepared(fashion_mnist.DATASET, splits, second)
     for path in sorted(first.iterdir()):
         assert path.read_bytes() == (second / path.name).read_bytes()
     assert sorted(p.name for p in first.parent.iterdir()) == ["prepared"]  # no staging folder left
-    loaded = data.load_split("val", first)
+    loaded = data.load_split("val", fashion_mnist.DATASET, first)
     np.testing.assert_array_equal(loaded.labels, splits["val"].labels)
 
 
 def test_load_split_names_a_missing_file(tmp_path):
     with pytest.raises(UserError, match=f"^{tmp_path}/test_images.npy: missing; run `dvc repro prepare`"):
-        data.load_split("test", tmp_path)
+        data.load_split("test", fashion_mnist.DATASET, tmp_path)

@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common import deploy, models, params
+from common import architectures, data, deploy, fashion_mnist, params, training
+from common import images as common_images
 from tools import predict
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE = params.Train(numerics="portable", strategy="default", jit_compile=False, steps_per_execution=1)
 MLP = params.Training(arch="mlp", conv_filters=[8], conv_dense_units=8, dropout=0.0, seed=1, hidden_units=[16], learning_rate=0.01, decay_steps=None, decay_alpha=0.1,
                       batch_size=32, epochs=1, patience=1, min_steps=0)
-CNN = params.Teacher(**{**MLP.model_dump(), "arch": "cnn", "conv_filters": [4, 8], "conv_dense_units": 16, "dropout": 0.3})
+CNN = params.Training(**{**MLP.model_dump(), "arch": "cnn", "conv_filters": [4, 8], "conv_dense_units": 16, "dropout": 0.3})
 
 
 def images(count: int, seed: int = 0) -> np.ndarray:
@@ -26,12 +27,13 @@ def images(count: int, seed: int = 0) -> np.ndarray:
 def exported(request, tmp_path_factory):
     """(Keras model, folder with the three formats) for a tiny model with random weights."""
     recipe = request.param
-    models.make_deterministic(recipe, ENGINE)
-    model = models.build(recipe, "tiny")
+    training.make_deterministic(recipe, ENGINE)
+    model = architectures.build(recipe, "tiny", fashion_mnist.DATASET)
     folder = tmp_path_factory.mktemp("export")
-    deploy.save_saved_model(model, folder / deploy.SAVED_MODEL)
+    deploy.save_saved_model(model, folder / deploy.SAVED_MODEL, fashion_mnist.DATASET)
     (folder / deploy.FLOAT32).write_bytes(deploy.to_tflite(folder / deploy.SAVED_MODEL))
     (folder / deploy.INT8).write_bytes(deploy.to_tflite(folder / deploy.SAVED_MODEL, images(64, seed=1)))
+    data.write_dataset(fashion_mnist.DATASET, folder / data.DATASET_FILE)
     return model, folder
 
 
@@ -84,9 +86,9 @@ def garment(size=(90, 60), light_on_dark=True) -> Image.Image:
 def test_a_photo_like_image_is_inverted_to_look_like_the_training_data(tmp_path):
     garment(light_on_dark=True).save(tmp_path / "dark.png")
     garment(light_on_dark=False).save(tmp_path / "light.jpg", quality=95)
-    dark, light = predict.load_image(tmp_path / "dark.png"), predict.load_image(tmp_path / "light.jpg")
+    dark, light = (predict.load_image(tmp_path / name, fashion_mnist.DATASET) for name in ("dark.png", "light.jpg"))
     assert dark.shape == light.shape == (28, 28) and dark.dtype == np.uint8
-    assert predict.border_mean(dark) < 10 and dark[14, 14] > 200  # dark background, light object
+    assert common_images.border_colour(dark)[0] < 10 and dark[14, 14] > 200  # dark background, light object
     assert np.abs(dark.astype(int) - light.astype(int)).max() <= 12  # the same picture, up to JPEG's loss
 
 
@@ -106,7 +108,7 @@ def test_predict_prints_every_class_with_probabilities(exported, tmp_path):
         rows = [line.split() for line in block.splitlines() if line.startswith("  ")]
         names = [" ".join(row[:-1]) for row in rows]
         probabilities = [float(row[-1]) for row in rows]
-        assert sorted(names) == sorted(predict.CLASS_NAMES)
+        assert sorted(names) == sorted(fashion_mnist.CLASS_NAMES)
         assert probabilities == sorted(probabilities, reverse=True)
         assert sum(probabilities) == pytest.approx(1, abs=1e-3)
 

@@ -12,7 +12,7 @@ import pytest
 from dvc_repo import ROOT
 from PIL import Image
 
-from common import images
+from common import data, fashion_mnist, images
 from common.cli import UserError
 from tools import predict
 
@@ -52,7 +52,7 @@ def test_transparency_is_laid_over_white_and_the_cut_out_then_inverted(tmp_path)
     Image.fromarray(rgba).save(tmp_path / "cutout.png")
     gray = np.asarray(images.read_gray(tmp_path / "cutout.png"))
     assert gray[0, 0] == 255 and gray[30, 20] == 40
-    look = predict.load_image(tmp_path / "cutout.png")
+    look = predict.load_image(tmp_path / "cutout.png", fashion_mnist.DATASET)
     assert look[0, 0] == 0 and look[14, 14] == 255 - 40  # as a garment photographed on a white page
 
 
@@ -77,8 +77,8 @@ def test_an_extreme_aspect_ratio_fits_without_a_giant_square(tmp_path):
     Image.new("L", (1, 100_000), 255).save(tmp_path / "wide.png")
     limit = 3 * 1024**3
     result = subprocess.run(
-        [sys.executable, "-c", "import json, sys; from pathlib import Path; from tools import predict; "
-         "print(json.dumps(predict.load_image(Path(sys.argv[1])).tolist()))", str(tmp_path / "wide.png")],
+        [sys.executable, "-c", "import json, sys; from pathlib import Path; from tools import predict; from common import fashion_mnist; "
+         "print(json.dumps(predict.load_image(Path(sys.argv[1]), fashion_mnist.DATASET).tolist()))", str(tmp_path / "wide.png")],
         cwd=ROOT, capture_output=True, text=True,
         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)),
     )
@@ -111,7 +111,13 @@ def test_a_bad_file_is_one_line_and_exit_2(tmp_path, name, content, message):
         png_header_only(path, 20_000, 20_000)
     elif content is not None:
         path.write_bytes(content)
-    result = subprocess.run([sys.executable, "-m", "tools.predict", str(path)], cwd=ROOT, capture_output=True, text=True)
+    # A model folder whose model is never opened: the image is read, and refused, first.
+    model = tmp_path / "export" / "model.tflite"
+    model.parent.mkdir()
+    model.touch()
+    data.write_dataset(fashion_mnist.DATASET, model.parent / data.DATASET_FILE)
+    result = subprocess.run([sys.executable, "-m", "tools.predict", str(path), "--model", str(model)], cwd=ROOT,
+                            capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: {path}") and message in result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from common import losses, models, params
+from common import architectures, fashion_mnist, losses, params, training
 
 STUDENT = np.array([[2.0, 1.0, 0.0], [0.5, -1.0, 3.0]], dtype=np.float32)
 TEACHER = np.array([[3.0, 0.0, -1.0], [0.0, 0.0, 2.0]], dtype=np.float32)
@@ -89,8 +89,8 @@ def test_t_squared_keeps_soft_gradients_at_scale():
 
 
 def test_distiller_trains_on_given_logits_and_logs_both_terms():
-    models.make_deterministic(RECIPE, ENGINE)
-    student = models.build(RECIPE, "student")
+    training.make_deterministic(RECIPE, ENGINE)
+    student = architectures.build(RECIPE, "student", fashion_mnist.DATASET)
     objective = losses.DistillationLoss(temperature=2.0, alpha=0.25)
     distiller = losses.TeacherLogitsDistiller(student, objective)
     distiller.compile(optimizer="adam", metrics=["accuracy"])
@@ -116,12 +116,12 @@ def test_extreme_temperatures_and_alphas_train_with_finite_losses(temperature, a
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (96, 28, 28), dtype=np.uint8)
     targets = {"label": rng.integers(0, 10, 96), "teacher_logits": 5 * rng.normal(size=(96, 10)).astype(np.float32)}
-    models.make_deterministic(recipe, ENGINE)
-    student = models.build(recipe, "distilled")
+    training.make_deterministic(recipe, ENGINE)
+    student = architectures.build(recipe, "distilled", fashion_mnist.DATASET)
     before = [w.copy() for w in student.get_weights()]
     distiller = losses.TeacherLogitsDistiller(student, losses.DistillationLoss(temperature, alpha))
 
-    summary = models.fit(distiller, recipe, ENGINE, images, targets, images, targets, stage="distill", recipe_name="student")
+    summary = training.fit(distiller, recipe, ENGINE, images, targets, images, targets, stage="distill", recipe_name="student")
 
     assert all(np.isfinite(value) for value in summary.values()), summary
     assert any(not np.array_equal(a, b) for a, b in zip(before, student.get_weights()))
@@ -131,8 +131,8 @@ def test_extreme_temperatures_and_alphas_train_with_finite_losses(temperature, a
 
 def test_logged_terms_are_per_image_means_when_the_batch_size_does_not_divide_the_data():
     """Keras weights `loss` by batch size; the two terms must be weighted alike to add up to it."""
-    models.make_deterministic(RECIPE, ENGINE)
-    student = models.build(RECIPE, "student")
+    training.make_deterministic(RECIPE, ENGINE)
+    student = architectures.build(RECIPE, "student", fashion_mnist.DATASET)
     objective = losses.DistillationLoss(temperature=2.0, alpha=0.25)
     distiller = losses.TeacherLogitsDistiller(student, objective)
     distiller.compile(optimizer="adam")

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from common import cli, data, losses, models, params
+from common import architectures, cli, data, fashion_mnist, feeding, losses, params, training, weights
 from common.cli import UserError
 
 RECIPE = params.Training(
@@ -26,7 +26,7 @@ ENGINE = params.Train(numerics="portable", strategy="default", jit_compile="auto
     ],
 )
 def test_mlp_shapes_and_parameter_counts(hidden_units, expected_params):
-    model = models.build_mlp(hidden_units, "model")
+    model = architectures.build_mlp(hidden_units, "model", fashion_mnist.DATASET)
     assert model.count_params() == expected_params
     assert [layer.units for layer in model.layers if hasattr(layer, "units")] == [*hidden_units, 10]
     assert model.input.dtype == "uint8"
@@ -35,32 +35,32 @@ def test_mlp_shapes_and_parameter_counts(hidden_units, expected_params):
     assert model.layers[-1].activation.__name__ == "linear"  # logits out; losses use from_logits=True
 
 
-TEACHER = params.Teacher(
+TEACHER = params.Training(
     **{**RECIPE.model_dump(), "arch": "cnn", "conv_filters": [32, 64], "conv_dense_units": 256, "dropout": 0.3}
 )
 
 
 def test_cnn_shapes_parameter_count_and_engine():
-    model = models.build(TEACHER, "teacher")
+    model = architectures.build(TEACHER, "teacher", fashion_mnist.DATASET)
     # conv 3*3*1*32 (no bias) + batch norm 4*32 + conv 3*3*32*64 + 4*64
     # + dense (7*7*64)*256+256 after two 2x2 poolings + logits 256*10+10
     assert model.count_params() == 288 + 128 + 18_432 + 256 + 803_072 + 2_570
     assert model.output.shape == (None, 10) and model.layers[-1].activation.__name__ == "linear"
     auto = params.Train(numerics="portable", strategy="default", jit_compile="auto", steps_per_execution=16)
-    assert not models.use_xla(auto, TEACHER)  # measured 5x slower with XLA on CPU
-    assert models.use_xla(auto, TEACHER.model_copy(update={"arch": "mlp"}))
-    assert models.describe(TEACHER) == "cnn (conv_filters [32, 64], conv_dense_units 256)"
+    assert not training.use_xla(auto, TEACHER)  # measured 5x slower with XLA on CPU
+    assert training.use_xla(auto, TEACHER.model_copy(update={"arch": "mlp"}))
+    assert architectures.describe(TEACHER) == "cnn (conv_filters [32, 64], conv_dense_units 256)"
 
 
 def test_a_cnn_student_is_the_small_cnn_its_section_describes():
     student = params.Student(**{**RECIPE.model_dump(), "arch": "cnn", "conv_filters": [8, 16], "conv_dense_units": 32,
                                 "dropout": 0.0, "train_fraction": 1.0})
-    model = models.build(student, "student")
+    model = architectures.build(student, "student", fashion_mnist.DATASET)
     # conv 3*3*1*8 + batch norm 4*8 + conv 3*3*8*16 + 4*16 + dense (7*7*16)*32+32 + logits 32*10+10
     assert model.count_params() == 72 + 32 + 1_152 + 64 + 25_120 + 330 == 26_770
     assert [layer.filters for layer in model.layers if isinstance(layer, keras.layers.Conv2D)] == [8, 16]
-    assert models.describe(student) == "cnn (conv_filters [8, 16], conv_dense_units 32)"
-    assert not models.use_xla(params.Train(numerics="portable", strategy="default", jit_compile="auto",
+    assert architectures.describe(student) == "cnn (conv_filters [8, 16], conv_dense_units 32)"
+    assert not training.use_xla(params.Train(numerics="portable", strategy="default", jit_compile="auto",
                                            steps_per_execution=16), student)
 
 
@@ -72,13 +72,13 @@ def test_a_cnn_student_is_the_small_cnn_its_section_describes():
 ])
 def test_steps_per_epoch(examples, batch_size, epochs, min_steps, expected):
     recipe = RECIPE.model_copy(update={"batch_size": batch_size, "epochs": epochs, "min_steps": min_steps})
-    assert models.steps_per_epoch(examples, recipe) == expected
+    assert feeding.steps_per_epoch(examples, recipe) == expected
 
 
 def test_repeat_cycles_arrays_and_target_dicts_row_by_row():
     images = np.arange(3)
-    assert models.repeat_to(images, 7).tolist() == [0, 1, 2, 0, 1, 2, 0]
-    targets = models.repeat_to({"label": np.arange(3), "teacher_logits": np.eye(3)}, 4)
+    assert feeding.repeat_to(images, 7).tolist() == [0, 1, 2, 0, 1, 2, 0]
+    targets = feeding.repeat_to({"label": np.arange(3), "teacher_logits": np.eye(3)}, 4)
     assert targets["label"].tolist() == [0, 1, 2, 0]
     assert targets["teacher_logits"].tolist() == np.eye(3)[[0, 1, 2, 0]].tolist()
 
@@ -91,7 +91,7 @@ def test_each_epoch_is_one_pass_over_the_cycled_rows_in_an_order_of_its_own():
     targets = {"label": rows, "teacher_logits": np.stack([rows, -rows], axis=1).astype(np.float32)}
 
     def epochs(count: int, seed: int) -> list[list[int]]:
-        dataset = models.epoch_batches(images, targets, batch_size=4, steps=3, seed=seed)
+        dataset = feeding.epoch_batches(images, targets, batch_size=4, steps=3, seed=seed)
         assert dataset.cardinality() == 3  # known, so Keras ends an epoch's last call at the pass's end
         orders = []
         for _ in range(count):  # Keras iterates the dataset afresh every epoch
@@ -117,13 +117,32 @@ def test_each_epoch_is_one_pass_over_the_cycled_rows_in_an_order_of_its_own():
     assert epochs(1, seed=6)[0] != first[0]
 
 
+def test_gathering_a_pass_in_chunks_gives_the_same_batches(monkeypatch):
+    """A large dataset is gathered CHUNK_BYTES at a time, not as a second copy of the pass: the chunk
+    size must not change a single batch. 50 images of 784 bytes and their labels cycled to 9 batches of
+    8; a 2,000-byte chunk holds no whole batch (6,280 bytes), 13,000 bytes hold two, 64 MiB the pass."""
+    rows = np.arange(50)
+    images = np.broadcast_to(rows[:, None, None], (50, 28, 28)).astype(np.uint8)
+    labels = (rows % 10).astype(np.uint8)
+
+    def two_epochs(chunk_bytes: int) -> list:
+        monkeypatch.setattr(feeding, "CHUNK_BYTES", chunk_bytes)
+        keras.utils.set_random_seed(0)
+        dataset = feeding.epoch_batches(images, labels, batch_size=8, steps=9, seed=3)
+        return [(x[:, 0, 0].numpy().tolist(), y.numpy().tolist()) for _ in range(2) for x, y in dataset]
+
+    whole = two_epochs(64 * 1024**2)
+    assert len(whole) == 18 and whole[:9] != whole[9:]
+    assert two_epochs(2_000) == two_epochs(13_000) == whole
+
+
 def test_small_sets_train_min_steps_and_the_schedule_spans_the_run():
     # 40 images in batches of 32 are 2 steps a pass; min_steps 30 over 3 epochs makes 10 steps an epoch.
     recipe = RECIPE.model_copy(update={"epochs": 3, "patience": 3, "min_steps": 30, "decay_steps": None})
-    models.make_deterministic(recipe, ENGINE)
-    model = models.build(recipe, "toy")
+    training.make_deterministic(recipe, ENGINE)
+    model = architectures.build(recipe, "toy", fashion_mnist.DATASET)
     (images, labels), (x_val, y_val) = toy_data(1, 40), toy_data(2, 16)
-    summary = models.fit(model, recipe, ENGINE, images, labels, x_val, y_val, stage="train@toy", recipe_name="toy",
+    summary = training.fit(model, recipe, ENGINE, images, labels, x_val, y_val, stage="train@toy", recipe_name="toy",
                          loss=losses.label_loss())
     assert (summary["train_examples"], summary["steps_per_epoch"], summary["epochs_run"]) == (40, 10, 3)
     assert int(model.optimizer.iterations) == 30
@@ -143,10 +162,10 @@ def toy_data(seed, count=256):
 def train_toy(seed=0, engine=ENGINE, curves_dir=None, **recipe_changes):
     """A toy model trained by the pipeline's own loop: (model, summary)."""
     recipe = RECIPE.model_copy(update={"seed": seed, **recipe_changes})
-    models.make_deterministic(recipe, engine)
-    model = models.build(recipe, "toy")
+    training.make_deterministic(recipe, engine)
+    model = architectures.build(recipe, "toy", fashion_mnist.DATASET)
     (x_train, y_train), (x_val, y_val) = toy_data(1), toy_data(2, 64)
-    return model, models.fit(model, recipe, engine, x_train, y_train, x_val, y_val, stage="train@toy",
+    return model, training.fit(model, recipe, engine, x_train, y_train, x_val, y_val, stage="train@toy",
                              recipe_name="toy", loss=losses.label_loss(), curves_dir=curves_dir)
 
 
@@ -164,19 +183,19 @@ def test_same_seed_same_weights_and_bytes(tmp_path):
     second, _ = train_toy(seed=7)
     for a, b in zip(first.get_weights(), second.get_weights()):
         np.testing.assert_array_equal(a, b)
-    models.save_weights(first, str(tmp_path / "first.weights.h5"))
-    models.save_weights(second, str(tmp_path / "second.weights.h5"))
+    weights.save_weights(first, str(tmp_path / "first.weights.h5"))
+    weights.save_weights(second, str(tmp_path / "second.weights.h5"))
     assert (tmp_path / "first.weights.h5").read_bytes() == (tmp_path / "second.weights.h5").read_bytes()
 
 
 def test_saved_weights_hold_layers_only_and_reload(tmp_path):
     model, _ = train_toy(seed=0)
     path = str(tmp_path / "toy.weights.h5")
-    models.save_weights(model, path)
+    weights.save_weights(model, path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["toy.weights.h5"]  # no partial file left
     with h5py.File(path) as saved:
         assert "optimizer" not in saved  # no training state: nothing downstream reads it
-    reloaded = models.load_model("toy", RECIPE, path)
+    reloaded = weights.load_model("toy", RECIPE, path, fashion_mnist.DATASET)
     for saved_weights, trained_weights in zip(reloaded.get_weights(), model.get_weights()):
         np.testing.assert_array_equal(saved_weights, trained_weights)
     # The trained model predicts through XLA, the reloaded one without: the same logits to rounding.
@@ -187,27 +206,27 @@ def test_saved_weights_hold_layers_only_and_reload(tmp_path):
 def test_loading_into_another_architecture_is_a_clear_error(tmp_path):
     model, _ = train_toy(seed=0)
     path = str(tmp_path / "toy.weights.h5")
-    models.save_weights(model, path)
+    weights.save_weights(model, path)
     with pytest.raises(UserError, match=r"toy.weights.h5: does not match the architecture mlp \(hidden_units \[32\]\)"):
-        models.load_model("toy", RECIPE.model_copy(update={"hidden_units": [32]}), path)
+        weights.load_model("toy", RECIPE.model_copy(update={"hidden_units": [32]}), path, fashion_mnist.DATASET)
     with pytest.raises(UserError, match=r"missing.weights.h5: missing; run `dvc repro`"):
-        models.load_model("toy", RECIPE, str(tmp_path / "missing.weights.h5"))
+        weights.load_model("toy", RECIPE, str(tmp_path / "missing.weights.h5"), fashion_mnist.DATASET)
 
 
 def test_saving_clears_side_files_left_by_a_killed_run(tmp_path):
     model, _ = train_toy(seed=0)
     (tmp_path / ".partial-12345-toy.weights.h5").write_bytes(b"half a file")
-    models.save_weights(model, str(tmp_path / "toy.weights.h5"))
+    weights.save_weights(model, str(tmp_path / "toy.weights.h5"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["toy.weights.h5"]
 
 
 def test_same_seed_same_initial_weights_whatever_the_name():
     # distill.py relies on this: the distilled student starts where the baseline student started.
     recipe = RECIPE.model_copy(update={"seed": 42, "hidden_units": [32]})
-    models.make_deterministic(recipe, ENGINE)
-    baseline = models.build(recipe, "student").get_weights()
-    models.make_deterministic(recipe, ENGINE)
-    distilled = models.build(recipe, "distilled").get_weights()
+    training.make_deterministic(recipe, ENGINE)
+    baseline = architectures.build(recipe, "student", fashion_mnist.DATASET).get_weights()
+    training.make_deterministic(recipe, ENGINE)
+    distilled = architectures.build(recipe, "distilled", fashion_mnist.DATASET).get_weights()
     for a, b in zip(baseline, distilled):
         np.testing.assert_array_equal(a, b)
 
@@ -235,13 +254,13 @@ def test_a_huge_but_finite_loss_is_an_ordinary_bad_result(tmp_path):
 
 
 def test_logits_that_are_not_finite_are_refused():
-    model = models.build_mlp([4], "teacher")
-    weights = model.get_weights()
-    weights[-2][0, 3] = np.nan  # one output weight: class 3's logit is NaN for every image
-    model.set_weights(weights)
+    model = architectures.build_mlp([4], "teacher", fashion_mnist.DATASET)
+    values = model.get_weights()
+    values[-2][0, 3] = np.nan  # one output weight: class 3's logit is NaN for every image
+    model.set_weights(values)
     images, labels = toy_data(0, 5)
     with pytest.raises(UserError, match=r"^models/teacher.weights.h5: non-finite logits for 5 of 5 images; "):
-        models.predict_logits(model, data.Split(images, labels.astype(np.uint8)))
+        weights.predict_logits(model, data.Split(images, labels.astype(np.uint8)))
 
 
 def test_training_gives_the_same_bits_in_every_process(same_bits):
@@ -263,13 +282,13 @@ def test_divergence_in_a_short_last_call_names_a_step_of_the_epoch():
 def test_a_ctrl_c_that_python_dropped_still_stops_training():
     # cli's handler sets the flag before it raises; test_outputs drops a real one in a subprocess.
     recipe, engine = RECIPE.model_copy(update={"epochs": 2}), ENGINE.model_copy(update={"steps_per_execution": 4})
-    models.make_deterministic(recipe, engine)
-    model = models.build(recipe, "toy")
+    training.make_deterministic(recipe, engine)
+    model = architectures.build(recipe, "toy", fashion_mnist.DATASET)
     (x_train, y_train), (x_val, y_val) = toy_data(1), toy_data(2, 64)
     cli.interrupted.set()
     try:
         with pytest.raises(KeyboardInterrupt):
-            models.fit(model, recipe, engine, x_train, y_train, x_val, y_val, stage="train@toy", recipe_name="toy",
+            training.fit(model, recipe, engine, x_train, y_train, x_val, y_val, stage="train@toy", recipe_name="toy",
                        loss=losses.label_loss())
     finally:
         cli.interrupted.clear()
@@ -292,11 +311,11 @@ def test_early_stopping_fires_and_restores_the_best_epoch():
     images = rng.integers(0, 256, (256, 28, 28), dtype=np.uint8)
     x_val = rng.integers(0, 256, (128, 28, 28), dtype=np.uint8)
     labels, y_val = rng.integers(0, 10, 256), rng.integers(0, 10, 128)
-    models.make_deterministic(recipe, ENGINE)
-    model = models.build(recipe, "toy")
+    training.make_deterministic(recipe, ENGINE)
+    model = architectures.build(recipe, "toy", fashion_mnist.DATASET)
     history = keras.callbacks.History()
 
-    summary = models.fit(model, recipe, ENGINE, images, labels, x_val, y_val, stage="train@toy", recipe_name="toy",
+    summary = training.fit(model, recipe, ENGINE, images, labels, x_val, y_val, stage="train@toy", recipe_name="toy",
                          loss=losses.label_loss(), callbacks=[history])
 
     val_losses = history.history["val_loss"]

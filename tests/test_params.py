@@ -49,12 +49,12 @@ def test_committed_params_are_valid():
         ("student", "hidden_units", [], "params.yaml: student.hidden_units = [] is invalid: list should have at least 1 item"),
         ("student", "patience", True, "params.yaml: student.patience = True is invalid: input should be a valid integer"),
         ("student", "decay_alpha", -0.5, "params.yaml: student.decay_alpha = -0.5 is invalid: input should be greater than or equal to 0"),
-        ("prepare", "subset", 5, "params.yaml: prepare.subset = 5 is invalid: input should be greater than or equal to 10"),
-        ("prepare", "subset", 60_001, "params.yaml: prepare.subset = 60001 is invalid: input should be less than or equal to 60000"),
+        ("prepare", "subset", 5, "params.yaml: prepare.subset = 5 is invalid: allowed 10..60000, Fashion-MNIST's training images"),
+        ("prepare", "subset", 60_001, "params.yaml: prepare.subset = 60001 is invalid: allowed 10..60000, Fashion-MNIST's training images"),
         ("prepare", "val_size", 59_995, "params.yaml: prepare.val_size = 59995 is invalid: allowed 10..59990 for 60000 training images"),
         ("prepare", "val_size", 5, "params.yaml: prepare.val_size = 5 is invalid: allowed 10..59990 for 60000 training images"),
         ("distill", "temprature", 8, "params.yaml: unknown key 'distill.temprature' (did you mean 'temperature'?); allowed here: temperature, alpha"),
-        (None, "sed", 1, "params.yaml: unknown key 'sed' (did you mean 'seed'?); allowed here: seed, prepare, train, teacher, student, distill, evaluate"),
+        (None, "sed", 1, "params.yaml: unknown key 'sed' (did you mean 'seed'?); allowed here: seed, data, prepare, train, teacher, student, distill, evaluate, export"),
         ("distill", "alpha", KeyError, "params.yaml: missing key 'distill.alpha'"),
         ("student", "seed", -1, "params.yaml: student.seed = -1 is invalid: input should be greater than or equal to 0"),
         ("train", "strategy", "tpu", "params.yaml: train.strategy = 'tpu' is invalid: input should be 'auto', 'default' or 'mirrored'"),
@@ -64,14 +64,23 @@ def test_committed_params_are_valid():
         # Upper bounds on what sets memory or time.
         ("student", "hidden_units", [128, 16_385], "params.yaml: student.hidden_units[1] = 16385 is invalid: input should be less than or equal to 16384"),
         ("student", "hidden_units", [8] * 17, "params.yaml: student.hidden_units = [8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8] is invalid: list should have at most 16 items"),
-        ("teacher", "conv_filters", [8, 8, 8, 8, 8], "params.yaml: teacher.conv_filters = [8, 8, 8, 8, 8] is invalid: list should have at most 4 items"),
+        ("teacher", "conv_filters", [8, 8, 8, 8, 8], "params.yaml: teacher.conv_filters = [8, 8, 8, 8, 8] is invalid: 5 blocks halve a 28-pixel side to nothing; allowed 1..4 blocks"),
+        ("data", "source", "imagenet", "params.yaml: data.source = 'imagenet' is invalid: input should be 'fashion-mnist' or 'folder'"),
+        ("data", "channels", 2, "params.yaml: data.channels = 2 is invalid: input should be 1 (grayscale) or 3 (RGB)"),
+        ("data", "channels", True, "params.yaml: data.channels = True is invalid: input should be a valid integer"),
+        ("data", "image_size", [64], "params.yaml: data.image_size = [64] is invalid: list should have at least 2 items"),
+        ("data", "image_size", [64, 64], "params.yaml: data.image_size = [64, 64] and data.channels = 1 are for data.source: folder; Fashion-MNIST is 28x28 grayscale"),
+        ("data", "test_fraction", 1.0, "params.yaml: data.test_fraction = 1.0 is invalid: input should be less than 1"),
+        ("teacher", "source", "download", "params.yaml: teacher.source = 'download' is invalid: input should be 'train' or 'file'"),
+        ("teacher", "inputs", "scaled", "params.yaml: teacher.inputs = 'scaled' is invalid: input should be 'pixels' or 'unit'"),
+        ("teacher", "path", "", "params.yaml: teacher.path = '' is invalid: string should have at least 1 character"),
         ("teacher", "conv_filters", [1025], "params.yaml: teacher.conv_filters[0] = 1025 is invalid: input should be less than or equal to 1024"),
         ("teacher", "conv_dense_units", 16_385, "params.yaml: teacher.conv_dense_units = 16385 is invalid: input should be less than or equal to 16384"),
         ("student", "batch_size", 16_385, "params.yaml: student.batch_size = 16385 is invalid: input should be less than or equal to 16384"),
         ("teacher", "epochs", 10_001, "params.yaml: teacher.epochs = 10001 is invalid: input should be less than or equal to 10000"),
         ("evaluate", "ece_bins", 10_001, "params.yaml: evaluate.ece_bins = 10001 is invalid: input should be less than or equal to 10000"),
-        # 10**6 steps over 30 epochs at batch 256: 33,334 steps an epoch, 8,533,504 images gathered at once.
-        ("student", "min_steps", 1_000_000, "params.yaml: student.min_steps = 1000000 is invalid: with epochs 30 and batch_size 256 an epoch gathers 8,533,504 images at once; allowed up to 1,000,000 (750 MiB)"),
+        # 10**6 steps over 30 epochs at batch 256: 33,334 steps an epoch, 8,533,504 images drawn.
+        ("student", "min_steps", 1_000_000, "params.yaml: student.min_steps = 1000000 is invalid: with epochs 30 and batch_size 256 an epoch draws 8,533,504 images; allowed up to 1,000,000"),
         ("export", "calibration_images", 55_001, "params.yaml: export.calibration_images = 55001 is invalid: allowed 1..55000, the training split's size (prepare.subset = None, prepare.val_size = 5000)"),
     ],
 )
@@ -129,7 +138,7 @@ def test_stage_reports_missing_inputs_in_one_line(tmp_path):
     (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     result = run_stage("distill", tmp_path)
     assert result.returncode == EXIT_USER_ERROR
-    assert result.stderr.splitlines()[-1] == "error: data/prepared/train_images.npy: missing; run `dvc repro prepare`"
+    assert result.stderr.splitlines()[-1] == "error: data/prepared/dataset.json: missing; run `dvc repro prepare`"
     assert "Traceback" not in result.stderr
 
 

@@ -132,11 +132,24 @@ for model in ("teacher", "student"):
     }
 VALID_TEXT |= {
     "student.train_fraction": written_floats(fractions),
+    "data.source": st.sampled_from(["fashion-mnist", "folder"]),
+    "data.path": st.sampled_from(["data/images", "my_images", "data/shoes/train"]),
+    "data.layout": st.sampled_from(["classes", "train_test"]),
+    "data.test_fraction": written_floats(fractions.filter(lambda value: value < 1)),
+    # With Fashion-MNIST, the default source, only these two are valid: it is 28x28 grayscale.
+    "data.image_size": st.just("null"),
+    "data.channels": st.just("1"),
+    "teacher.source": st.sampled_from(["train", "file"]),
+    "teacher.path": st.sampled_from(["models/teachers", "models/teachers/resnet.keras", "teacher_saved_model"]),
+    "teacher.inputs": st.sampled_from(["pixels", "unit"]),
+    "teacher.outputs": st.sampled_from(["logits", "probabilities"]),
 }
 
 
-FLOAT_NAMES = ("temperature", "alpha", "learning_rate", "decay_alpha", "dropout", "train_fraction")
-TEXT_KEYS = ("train.numerics", "train.strategy", "train.jit_compile", "teacher.arch", "student.arch")
+FLOAT_NAMES = ("temperature", "alpha", "learning_rate", "decay_alpha", "dropout", "train_fraction", "test_fraction")
+WORDS = ("train.numerics", "train.strategy", "teacher.arch", "student.arch", "data.source", "data.path", "data.layout",
+         "teacher.source", "teacher.path", "teacher.inputs", "teacher.outputs")
+TEXT_KEYS = (*WORDS, "train.jit_compile")
 
 
 def expected_value(key: str, text: str):
@@ -146,7 +159,7 @@ def expected_value(key: str, text: str):
         return float(text)
     if text == "null":
         return None
-    if key in ("train.numerics", "train.strategy", "teacher.arch", "student.arch"):
+    if key in WORDS:
         return text
     if key == "train.jit_compile":
         return text if text == "auto" else text.lower() == "true"

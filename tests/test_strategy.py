@@ -21,7 +21,7 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-from common import losses, models, params
+from common import architectures, fashion_mnist, losses, params, training
 
 recipe = params.Training(arch="mlp", conv_filters=[8], conv_dense_units=8, dropout=0.0, seed=0, hidden_units=[16], learning_rate=0.01, decay_steps=100, decay_alpha=0.1,
                          batch_size=64, epochs=2, patience=2, min_steps=0)
@@ -33,23 +33,23 @@ targets = {"label": labels, "teacher_logits": teacher_logits}
 
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 engine = params.Train(numerics="portable", strategy="mirrored", jit_compile="auto", steps_per_execution=2)
-models.make_deterministic(recipe, engine)
+training.make_deterministic(recipe, engine)
 with strategy.scope():
-    student = models.build(recipe, "student")
+    student = architectures.build(recipe, "student", fashion_mnist.DATASET)
     before = [w.copy() for w in student.get_weights()]
-    student_summary = models.fit(student, recipe, engine, images, labels, images, labels, stage="student", recipe_name="student",
+    student_summary = training.fit(student, recipe, engine, images, labels, images, labels, stage="student", recipe_name="student",
                                  loss=losses.label_loss())
     objective = losses.DistillationLoss(temperature=2.0, alpha=0.25)
-    distilled = models.build(recipe, "distilled")
+    distilled = architectures.build(recipe, "distilled", fashion_mnist.DATASET)
     distiller = losses.TeacherLogitsDistiller(distilled, objective)
-    distill_summary = models.fit(distiller, recipe, engine, images, targets, images, targets, stage="distill",
+    distill_summary = training.fit(distiller, recipe, engine, images, targets, images, targets, stage="distill",
                                  recipe_name="student")
 
 # The logged loss of the last epoch, recomputed outside the strategy from the restored weights.
 total, hard, soft = objective.terms(labels, teacher_logits, distilled.predict(images, verbose=0))
 print(json.dumps({
     "replicas": strategy.num_replicas_in_sync,
-    "xla_and_steps_per_call": [models.use_xla(engine, recipe), models.steps_per_execution(engine), student.jit_compile],
+    "xla_and_steps_per_call": [training.use_xla(engine, recipe), training.steps_per_execution(engine), student.jit_compile],
     "weights_changed": any(not np.array_equal(a, b) for a, b in zip(before, student.get_weights())),
     "student": student_summary,
     "distill": distill_summary,
@@ -78,22 +78,22 @@ def test_training_step_runs_under_mirrored_strategy_on_two_cpus():
 def test_auto_picks_the_default_strategy_without_several_gpus():
     import tensorflow as tf
 
-    from common import models
+    from common import training
 
     assert len(tf.config.list_logical_devices("GPU")) <= 1  # this test describes the CPU machine
-    strategy = models.distribution_strategy("auto")
+    strategy = training.distribution_strategy("auto")
     assert strategy is tf.distribute.get_strategy()
     assert strategy.num_replicas_in_sync == 1
-    assert models.distribution_strategy("default") is tf.distribute.get_strategy()
+    assert training.distribution_strategy("default") is tf.distribute.get_strategy()
 
 
 def test_mirrored_with_xla_forced_on_is_one_clear_line():
-    from common import models, params
+    from common import params, training
     from common.cli import UserError
 
     engine = params.Train(numerics="portable", strategy="mirrored", jit_compile=True, steps_per_execution=16)
     recipe = params.load().student
     with pytest.raises(UserError) as raised:
-        models.use_xla(engine, recipe)
+        training.use_xla(engine, recipe)
     assert str(raised.value) == ("params.yaml: train.jit_compile = true does not work with MirroredStrategy "
                                  "(train.strategy = mirrored); set it to auto or false")

@@ -11,12 +11,10 @@ for the chosen cell. The selection seeds are among them: selection saw their val
 """
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from scipy import stats
 

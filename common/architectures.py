@@ -1,0 +1,63 @@
+"""The networks the pipeline builds from params: an MLP and a small CNN, both on raw uint8 images,
+both with logits out. The input shape and class count come from the prepared data (data.Dataset)."""
+
+import keras
+
+from common.cli import UserError
+from common.data import Dataset
+from common.params import Training
+
+
+def is_cnn(recipe: Training) -> bool:
+    return recipe.arch == "cnn"
+
+
+def build_mlp(hidden_units: list[int], name: str, dataset: Dataset) -> keras.Model:
+    """An MLP on raw uint8 images that outputs logits; scaling happens inside, per batch."""
+    images = keras.Input(shape=dataset.image_shape, dtype="uint8", name="image")
+    x = keras.layers.Rescaling(1 / 255, name="scale")(images)
+    x = keras.layers.Flatten(name="flatten")(x)
+    for depth, units in enumerate(hidden_units, start=1):
+        x = keras.layers.Dense(units, activation="relu", name=f"hidden_{depth}")(x)
+    logits = keras.layers.Dense(dataset.num_classes, name="logits")(x)
+    return keras.Model(images, logits, name=name)
+
+
+def build_cnn(filters: list[int], dense_units: int, dropout: float, name: str, dataset: Dataset) -> keras.Model:
+    """A small CNN on raw uint8 images that outputs logits: per block a 3x3 convolution, batch
+    normalisation, ReLU and 2x2 max-pooling, then dropout, one dense layer and dropout again."""
+    side = min(dataset.image_shape[:2])
+    if side >> len(filters) == 0:
+        raise UserError(f"conv_filters {filters}: {len(filters)} blocks halve the data's {side}-pixel side to nothing; "
+                        f"allowed 1..{side.bit_length() - 1} blocks for {dataset.describe_shape()} images")
+    images = keras.Input(shape=dataset.image_shape, dtype="uint8", name="image")
+    x = keras.layers.Rescaling(1 / 255, name="scale")(images)
+    if dataset.channels == 1:
+        # Grayscale images are stored (height, width), as Fashion-MNIST's are; convolutions want a channel axis.
+        x = keras.layers.Reshape((*dataset.image_shape, 1), name="channels")(x)
+    for block, count in enumerate(filters, start=1):
+        # No bias: the batch normalisation that follows has its own shift.
+        x = keras.layers.Conv2D(count, 3, padding="same", use_bias=False, name=f"conv_{block}")(x)
+        x = keras.layers.BatchNormalization(name=f"norm_{block}")(x)
+        x = keras.layers.ReLU(name=f"relu_{block}")(x)
+        x = keras.layers.MaxPooling2D(name=f"pool_{block}")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dropout(dropout, name="dropout_1")(x)
+    x = keras.layers.Dense(dense_units, activation="relu", name="hidden_1")(x)
+    x = keras.layers.Dropout(dropout, name="dropout_2")(x)
+    logits = keras.layers.Dense(dataset.num_classes, name="logits")(x)
+    return keras.Model(images, logits, name=name)
+
+
+def build(recipe: Training, name: str, dataset: Dataset) -> keras.Model:
+    """The network a params section's `arch` describes, for `dataset`'s images and classes; both
+    students build from the student section."""
+    if is_cnn(recipe):
+        return build_cnn(recipe.conv_filters, recipe.conv_dense_units, recipe.dropout, name, dataset)
+    return build_mlp(recipe.hidden_units, name, dataset)
+
+
+def describe(recipe: Training) -> str:
+    if is_cnn(recipe):
+        return f"cnn (conv_filters {recipe.conv_filters}, conv_dense_units {recipe.conv_dense_units})"
+    return f"mlp (hidden_units {recipe.hidden_units})"
