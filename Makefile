@@ -13,7 +13,7 @@ BIN := $(VENV)/bin
 # dvc.yaml's commands call `python`: the venv's must come first, as after `source .venv/bin/activate`.
 IN_VENV := PATH="$(CURDIR)/$(BIN):$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)"
 
-.PHONY: repro test test-fast bench bench-fast bench-inference predict collect report setup lock clean-venv
+.PHONY: repro test test-fast bench bench-fast bench-folder bench-inference predict collect report setup lock clean-venv
 
 repro: $(VENV)/.installed
 	$(IN_VENV) dvc repro
@@ -40,6 +40,10 @@ bench: $(VENV)/.installed
 
 bench-fast: $(VENV)/.installed
 	$(IN_VENV) python -m bench.run --mode fast
+
+# Peak memory of prepare and a student epoch on a 100,000-image folder dataset (about 10 minutes).
+bench-folder: $(VENV)/.installed
+	$(IN_VENV) python -m bench.folder_memory
 
 # Size, latency and throughput of every exported model and format (after `make repro`).
 bench-inference: $(VENV)/.installed
