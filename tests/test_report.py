@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from scipy import stats
 
 from common import params
 from tools import records, report, sweep
@@ -124,6 +125,37 @@ def test_verdict_by_hand():
     # teacher 0.92 against students 0.80, 0.81, 0.82: a mean gap of 0.11
     assert result["gap_recovered"] == pytest.approx(0.02 / 0.11)
     assert result["student"] == pytest.approx([0.81, 0.01]) and result["distilled"] == pytest.approx([0.83, 0.02])
+
+
+def test_equal_gains_give_a_finite_verdict_on_a_spread_of_one_test_image():
+    """Five seeds that all gain exactly 0.0050: the spread is 0, so the t-test runs on one step (1e-4):
+    t = 0.005 / (1e-4 / sqrt 5), far past any threshold, and the CI is the t point times 1e-4 / sqrt 5."""
+    runs = frame(*(exp_data(seed=seed, student=0.80 + 0.001 * seed, distilled=0.805 + 0.001 * seed) for seed in range(5)))
+    result = report.verdict(runs)
+    assert result["gain"][0] == pytest.approx(0.005) and result["gain"][1] == pytest.approx(0, abs=1e-12)
+    half_width = 2.7764451 * 1e-4 / math.sqrt(5)  # t(0.975, 4 degrees of freedom)
+    assert result["gain_ci95"] == pytest.approx([0.005 - half_width, 0.005 + half_width], rel=1e-6)
+    assert 0 < result["p_value"] < 1e-6 and report.significant(result)
+
+
+def test_a_gain_of_rounding_size_is_not_significant():
+    """Gains of 1, 1, 1, 1 and 2 test images: their spread (4.5e-5) is rounding. On it a paired t-test
+    would call a 1.2-image gain certain (p below 0.01); on a spread of one image, t = 1.2e-4 / (1e-4 /
+    sqrt 5) = 2.68 with 4 degrees of freedom, p = 0.055: not significant."""
+    gains = [1e-4, 1e-4, 1e-4, 1e-4, 2e-4]
+    runs = frame(*(exp_data(seed=seed, student=0.8, distilled=0.8 + gain) for seed, gain in enumerate(gains)))
+    result = report.verdict(runs)
+    assert stats.ttest_rel(runs["test.distilled.accuracy"], runs["test.student.accuracy"]).pvalue < 0.01
+    assert result["p_value"] == pytest.approx(2 * stats.t.sf(1.2 * math.sqrt(5), 4), rel=1e-6)
+    assert 0.05 < result["p_value"] < 0.06 and not report.significant(result)
+
+
+def test_one_seed_gives_no_interval_and_no_test_and_the_report_still_writes(tmp_path):
+    result = report.verdict(frame(exp_data(seed=3)))
+    assert result["p_value"] is None and result["gain_ci95"] is None and result["gain"] == [pytest.approx(0.02), None]
+    assert not report.significant(result)
+    assert "| – | – |" in report.verdict_table([{**result, "teacher": "cnn", "fraction": 0.01, "temperature": 1,
+                                                   "alpha": 0.5, "seeds_wanted": 5}])
 
 
 def test_a_number_among_text_in_the_records_compares_as_the_number(tmp_path):

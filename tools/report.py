@@ -25,6 +25,9 @@ REPORTS = Path("reports")
 TEACHER_NAMES = {"cnn": "CNN teacher", "mlp": "MLP teacher"}
 COLORS = {"cnn": "tab:green", "mlp": "tab:purple", "student": "tab:orange"}
 SIGNIFICANCE = 0.05
+# Test accuracies are counts over Fashion-MNIST's 10,000 test images: they move in steps of one image.
+# A spread of paired gains below one step is rounding, not a measurement of the noise.
+ACCURACY_STEP = 1e-4
 # The issue's targets: at the two smallest sizes, a gain significant at 5% recovering >= 25% of the gap.
 TARGET_FRACTIONS, TARGET_GAP_SHARE = (0.01, 0.03), 0.25
 
@@ -38,18 +41,24 @@ def verdict(runs: pd.DataFrame) -> dict:
     count = len(gains)
     mean_gain = float(gains.mean())
     spread = float(gains.std(ddof=1)) if count > 1 else math.nan
-    if count > 1 and spread > 0:
+    if count > 1 and spread >= ACCURACY_STEP:
         half_width = float(stats.t.ppf(1 - SIGNIFICANCE / 2, count - 1) * spread / math.sqrt(count))
         p_value = float(stats.ttest_rel(distilled, student).pvalue)
+    elif count > 1:
+        # Equal gains (zero spread) or gains a step apart: the t-test runs on a spread of one step,
+        # the smallest the data can show, rather than on rounding (zero would make any gain certain).
+        standard_error = ACCURACY_STEP / math.sqrt(count)
+        half_width = float(stats.t.ppf(1 - SIGNIFICANCE / 2, count - 1) * standard_error)
+        p_value = float(2 * stats.t.sf(abs(mean_gain) / standard_error, count - 1))
     else:
-        half_width, p_value = math.nan, math.nan
+        half_width, p_value = None, None  # one seed: no spread, so no interval and no test (JSON null)
     return {
         "seeds": sorted(int(seed) for seed in runs[records.SEED]),
         "teacher_accuracy": float(teacher.mean()),
-        "student": [float(student.mean()), float(student.std(ddof=1)) if count > 1 else math.nan],
-        "distilled": [float(distilled.mean()), float(distilled.std(ddof=1)) if count > 1 else math.nan],
-        "gain": [mean_gain, spread],
-        "gain_ci95": [mean_gain - half_width, mean_gain + half_width],
+        "student": [float(student.mean()), float(student.std(ddof=1)) if count > 1 else None],
+        "distilled": [float(distilled.mean()), float(distilled.std(ddof=1)) if count > 1 else None],
+        "gain": [mean_gain, spread if count > 1 else None],
+        "gain_ci95": [mean_gain - half_width, mean_gain + half_width] if half_width is not None else None,
         "p_value": p_value,
         "gap_recovered": mean_gain / float((teacher - student).mean()),
     }
@@ -66,6 +75,8 @@ def analyse(runs: pd.DataFrame) -> list[dict]:
             at_size = runs[(runs[records.ARCH] == teacher) & (runs[records.FRACTION] == fraction)]
             cell = at_size[(at_size[records.TEMPERATURE] == chosen[0]) & (at_size[records.ALPHA] == chosen[1])]
             cell = cell[cell[records.SEED].isin(list(sweep.verdict_seeds(fraction)))]
+            if cell.empty:
+                continue  # chosen, but no verdict seed has run yet
             grid = records.cell_means(at_size, sweep.SELECTION_SEEDS)
             results.append({
                 "teacher": teacher,
@@ -82,7 +93,12 @@ def analyse(runs: pd.DataFrame) -> list[dict]:
 
 
 def significant(result: dict) -> bool:
-    return result["p_value"] < SIGNIFICANCE and result["gain"][0] > 0
+    """A positive gain, significant at 5%, and of more than one test image: a smaller mean is rounding."""
+    return result["p_value"] is not None and result["p_value"] < SIGNIFICANCE and result["gain"][0] > ACCURACY_STEP
+
+
+def _p(value) -> str:
+    return "–" if value is None else f"{value:.2g}"
 
 
 # ---------------------------------------------------------------- writing
@@ -90,7 +106,7 @@ def significant(result: dict) -> bool:
 
 def _pm(pair, digits: int = 4) -> str:
     mean, spread = pair
-    return f"{mean:.{digits}f} ± {spread:.{digits}f}" if not math.isnan(spread) else f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {spread:.{digits}f}" if spread is not None else f"{mean:.{digits}f}"
 
 
 def verdict_table(results: list[dict]) -> str:
@@ -99,13 +115,13 @@ def verdict_table(results: list[dict]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for result in results:
-        low, high = result["gain_ci95"]
+        low, high = result["gain_ci95"] or (None, None)
         seeds = len(result["seeds"])
         seeds_text = f"{seeds}" if seeds >= result["seeds_wanted"] else f"{seeds} of {result['seeds_wanted']}"
         lines.append(
             f"| {result['teacher']} | {result['fraction']:.0%} | {result['temperature']:g} | {result['alpha']:g} | "
             f"{seeds_text} | {result['teacher_accuracy']:.4f} | {_pm(result['student'])} | {_pm(result['distilled'])} | "
-            f"{result['gain'][0]:+.4f} | [{low:+.4f}, {high:+.4f}] | {result['p_value']:.2g} | "
+            f"{result['gain'][0]:+.4f} | {'–' if low is None else f'[{low:+.4f}, {high:+.4f}]'} | {_p(result['p_value'])} | "
             f"{result['gap_recovered']:+.0%} |"
         )
     return "\n".join(lines) + "\n"
@@ -134,7 +150,7 @@ def findings(results: list[dict]) -> list[str]:
                 met = significant(result) and result["gap_recovered"] >= TARGET_GAP_SHARE
                 lines.append(
                     f"- {name}, {result['fraction']:.0%} of the training images: gain {result['gain'][0]:+.4f} "
-                    f"(p = {result['p_value']:.2g}), {result['gap_recovered']:.0%} of the gap: target "
+                    f"(p = {_p(result['p_value'])}), {result['gap_recovered']:.0%} of the gap: target "
                     f"{'met' if met else 'missed'}."
                 )
         first_not = next((result for result in mine if not significant(result)), None)
@@ -143,7 +159,7 @@ def findings(results: list[dict]) -> list[str]:
         else:
             lines.append(
                 f"- {name}: the gain stops being significant at {first_not['fraction']:.0%} of the training images "
-                f"(gain {first_not['gain'][0]:+.4f}, p = {first_not['p_value']:.2g})."
+                f"(gain {first_not['gain'][0]:+.4f}, p = {_p(first_not['p_value'])})."
             )
     return lines
 
@@ -175,11 +191,12 @@ def curve(results: list[dict], runs: pd.DataFrame, path: Path) -> None:
         if not mine:
             continue
         x = [result["fraction"] * offset[teacher] for result in mine]
-        top.errorbar(x, [r["distilled"][0] for r in mine], yerr=[r["distilled"][1] for r in mine],
+        top.errorbar(x, [r["distilled"][0] for r in mine], yerr=[r["distilled"][1] or 0 for r in mine],
                      color=COLORS[teacher], marker="s", capsize=3, label=f"distilled from the {name}")
         top.axhline(mine[0]["teacher_accuracy"], color=COLORS[teacher], linestyle=":", label=f"{name} (all images)")
         bottom.plot(x, [r["gain"][0] * 100 for r in mine], color=COLORS[teacher], marker="s", label=name)
-        bottom.fill_between(x, [r["gain_ci95"][0] * 100 for r in mine], [r["gain_ci95"][1] * 100 for r in mine],
+        bands = [r["gain_ci95"] or (math.nan, math.nan) for r in mine]
+        bottom.fill_between(x, [low * 100 for low, _ in bands], [high * 100 for _, high in bands],
                             color=COLORS[teacher], alpha=0.2)
     bottom.axhline(0, color="black", linewidth=0.8)
     top.set(xscale="log", ylabel="test accuracy", title="Distillation by transfer-set size (mean ± sd over seeds)")
