@@ -24,10 +24,9 @@ import yaml
 
 from bench import timed
 from common import outputs
+from common.scratch_repo import Repo
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-from dvc_repo import Repo  # noqa: E402  (the same throwaway-repo helper the end-to-end tests use)
 
 MODES = {
     # prepare/teacher/student overrides for the pipeline run, epochs per timing process, teacher epochs timed

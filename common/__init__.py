@@ -1,4 +1,5 @@
-"""The code the pipeline's stages share: data, models, losses, metrics, params, outputs and errors.
+"""The code the pipeline's stages share (data, architectures, training, losses, metrics, params, outputs
+and errors), and the throwaway project copy that tests and benchmarks run it in (scratch_repo).
 
 Library code only: the entry scripts are in stages/ (DVC's commands), tools/ and bench/. Importing
 this package first puts these defaults in place before anything imports Keras or TensorFlow.

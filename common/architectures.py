@@ -23,7 +23,8 @@ def build_mlp(hidden_units: list[int], name: str, dataset: Dataset) -> keras.Mod
     return keras.Model(images, logits, name=name)
 
 
-def build_cnn(filters: list[int], dense_units: int, dropout: float, name: str, dataset: Dataset) -> keras.Model:
+def build_cnn(filters: list[int], dense_units: int, dropout: float, name: str, dataset: Dataset,
+              norm_momentum: float) -> keras.Model:
     """A small CNN on raw uint8 images that outputs logits: per block a 3x3 convolution, batch
     normalisation, ReLU and 2x2 max-pooling, then dropout, one dense layer and dropout again."""
     side = min(dataset.image_shape[:2])
@@ -38,7 +39,7 @@ def build_cnn(filters: list[int], dense_units: int, dropout: float, name: str, d
     for block, count in enumerate(filters, start=1):
         # No bias: the batch normalisation that follows has its own shift.
         x = keras.layers.Conv2D(count, 3, padding="same", use_bias=False, name=f"conv_{block}")(x)
-        x = keras.layers.BatchNormalization(name=f"norm_{block}")(x)
+        x = keras.layers.BatchNormalization(momentum=norm_momentum, name=f"norm_{block}")(x)
         x = keras.layers.ReLU(name=f"relu_{block}")(x)
         x = keras.layers.MaxPooling2D(name=f"pool_{block}")(x)
     x = keras.layers.Flatten(name="flatten")(x)
@@ -53,7 +54,7 @@ def build(recipe: Training, name: str, dataset: Dataset) -> keras.Model:
     """The network a params section's `arch` describes, for `dataset`'s images and classes; both
     students build from the student section."""
     if is_cnn(recipe):
-        return build_cnn(recipe.conv_filters, recipe.conv_dense_units, recipe.dropout, name, dataset)
+        return build_cnn(recipe.conv_filters, recipe.conv_dense_units, recipe.dropout, name, dataset, recipe.norm_momentum)
     return build_mlp(recipe.hidden_units, name, dataset)
 
 

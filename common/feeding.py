@@ -74,6 +74,18 @@ def epoch_batches(x, y, batch_size: int, steps: int, seed: int) -> tf.data.Datas
     return batches.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(2).with_options(unoptimised())
 
 
+def two_stream_batches(x: dict, y: dict, batch_size: int, steps: int, seed: int) -> tf.data.Dataset:
+    """losses.TransferSetDistiller's batches: each step a batch of x["labelled"] with y["label"] and a
+    batch of x["transfer"] with y["teacher_logits"], each stream cycled and shuffled by epoch_batches
+    on its own seed, so a small labelled set repeats within the pass over the transfer images."""
+    labelled = epoch_batches(x["labelled"], y["label"], batch_size, steps, seed)
+    transfer = epoch_batches(x["transfer"], y["teacher_logits"], batch_size, steps, seed + 1)
+    return tf.data.Dataset.zip(labelled, transfer).map(
+        lambda first, second: ({"labelled": first[0], "transfer": second[0]},
+                               {"label": first[1], "teacher_logits": second[1]})
+    ).with_options(unoptimised())
+
+
 def validation_batches(x, y, batch_size: int) -> tf.data.Dataset:
     """The validation data in order, batched once and kept batched for every epoch's evaluation."""
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).cache().with_options(unoptimised())

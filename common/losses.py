@@ -1,4 +1,5 @@
-"""The Hinton et al. (2015) distillation objective, on teacher logits computed once per run.
+"""The Hinton et al. (2015) distillation objective, on teacher logits computed once per run: on the
+labelled images alone, or with every training image as the transfer set (distill.transfer).
 
     loss = alpha * CE(y, student) + (1 - alpha) * T^2 * KL(softmax(teacher / T) || softmax(student / T))
 
@@ -30,10 +31,12 @@ class DistillationLoss:
             temperature=temperature, loss=keras.losses.KLDivergence()
         )
 
-    def terms(self, labels, teacher_logits, student_logits):
-        """(total, hard-label CE, T^2-scaled KL), each averaged over the batch."""
+    def terms(self, labels, teacher_logits, student_logits, transfer_logits=None):
+        """(total, hard-label CE, T^2-scaled KL), each averaged over the batch. With `transfer_logits`,
+        the student's logits for another batch (the transfer images), the KL term is taken on those
+        against `teacher_logits`, and the CE term on `student_logits` against `labels`."""
         hard = self.hard(labels, student_logits)
-        soft = self.soft.compute_loss(teacher_logits, student_logits)
+        soft = self.soft.compute_loss(teacher_logits, student_logits if transfer_logits is None else transfer_logits)
         return self.alpha * hard + (1 - self.alpha) * soft, hard, soft
 
 
@@ -68,3 +71,32 @@ class TeacherLogitsDistiller(keras.Model):
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         return super().compute_metrics(x, y["label"], y_pred, sample_weight)
+
+
+class TransferSetDistiller(TeacherLogitsDistiller):
+    """distill.transfer: all. Each step trains on two batches of the same size: labelled images with
+    their labels, for the hard term, and transfer images, drawn from every training image, with the
+    teacher's logits, for the soft term. Inputs {"labelled", "transfer"}; targets {"label",
+    "teacher_logits"}, each for its own batch.
+
+        loss = alpha * CE(labels, student(labelled)) + (1 - alpha) * T^2 * KL(teacher || student)(transfer)
+
+    Each term is the mean over its own batch, so alpha weighs the two as it does when both cover the
+    labelled images, however few they are; the labelled images are cycled as often as it takes.
+    """
+
+    STREAMS = ("labelled", "transfer")
+
+    def call(self, images, training=False):
+        return {stream: self.student(images[stream], training=training) for stream in self.STREAMS}
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        total, hard, soft = self.objective.terms(y["label"], y["teacher_logits"], y_pred["labelled"],
+                                                 transfer_logits=y_pred["transfer"])
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        self.hard_loss_tracker.update_state(hard * replicas, sample_weight=tf.shape(y_pred["labelled"])[0])
+        self.soft_loss_tracker.update_state(soft * replicas, sample_weight=tf.shape(y_pred["transfer"])[0])
+        return total
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return keras.Model.compute_metrics(self, x, y["label"], y_pred["labelled"], sample_weight)

@@ -105,6 +105,10 @@ class Training(Section):
     conv_filters: Annotated[list[Annotated[int, Field(gt=0, le=MAX_FILTERS)]], Field(min_length=1, max_length=MAX_BLOCKS)]
     conv_dense_units: Annotated[int, Field(gt=0, le=MAX_UNITS)]
     dropout: DropoutRate
+    # cnn: the batch normalisation's moving-average momentum. Its statistics start at mean 0 and
+    # variance 1 and keep momentum ** steps of that start: 0.99 needs about 700 steps to forget it,
+    # 0.9 about 70, which suits a run on a few hundred images (training.settle_batch_norm).
+    norm_momentum: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
 
     def pass_problem(self, section: str) -> str | None:
         """min_steps must not make an epoch draw more than MAX_PASS_IMAGES images."""
@@ -151,6 +155,9 @@ class Train(Section):
 class Distill(Section):
     temperature: PositiveFloat
     alpha: UnitFloat  # weight on the hard-label loss; 1 - alpha goes to the teacher
+    # The images the soft term covers: the labelled ones (the student's train_fraction), or every
+    # training image, labels unused (losses.TransferSetDistiller).
+    transfer: Literal["labelled", "all"]
 
 
 class Evaluate(Section):

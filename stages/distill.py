@@ -11,9 +11,11 @@ def main() -> None:
     config = params.load()
     recipe = config.student
     dataset = data.load_dataset()
-    # The baseline student's transfer set: the two students differ only in their loss.
-    train = data.transfer_set(data.load_split("train", dataset), recipe.train_fraction, recipe.seed)
+    # The baseline student's labelled images: the two students differ only in their loss.
+    everything = data.load_split("train", dataset)
+    train = data.transfer_set(everything, recipe.train_fraction, recipe.seed)
     val = data.load_split("val", dataset)
+    unlabelled_transfer = config.distill.transfer == "all"
 
     strategy = training.distribution_strategy(config.train.strategy)
     # Seeded and built first, as in train.py, so it starts from the baseline student's initial weights.
@@ -23,16 +25,22 @@ def main() -> None:
 
     teacher = weights.load_teacher(config.teacher, dataset)
     # Once per run: there is no augmentation, so the teacher's logits for an image never change.
+    soft_split = everything if unlabelled_transfer else train
     targets = {
-        name: {"label": split.labels, "teacher_logits": weights.predict_logits(teacher, split)}
-        for name, split in (("train", train), ("val", val))
+        name: {"label": split.labels, "teacher_logits": weights.predict_logits(teacher, soft)}
+        for name, split, soft in (("train", train, soft_split), ("val", val, val))
     }
+    images = {"train": train.images, "val": val.images}
+    if unlabelled_transfer:
+        # Validation keeps one set of images: both streams see it, so val_hard_loss is the baseline's.
+        images = {"train": {"labelled": train.images, "transfer": everything.images},
+                  "val": {"labelled": val.images, "transfer": val.images}}
 
     with strategy.scope():
         objective = losses.DistillationLoss(config.distill.temperature, config.distill.alpha)
-        distiller = losses.TeacherLogitsDistiller(student, objective)
+        distiller = (losses.TransferSetDistiller if unlabelled_transfer else losses.TeacherLogitsDistiller)(student, objective)
         summary = training.fit(
-            distiller, recipe, config.train, train.images, targets["train"], val.images, targets["val"],
+            distiller, recipe, config.train, images["train"], targets["train"], images["val"], targets["val"],
             stage="distill", recipe_name="student", curves_dir=weights.curves_path("distilled"),
             # The baseline's rule: cross-entropy against the labels on validation. The KD objective's
             # scale changes with T and alpha, so selecting on it would make the two students incomparable.

@@ -52,9 +52,9 @@ def take_teacher_file(config: params.Params, dataset: data.Dataset, val: data.Sp
           f"on {len(val)} images ({summary['params']:,} parameters)")
     if warning := teachers.chance_warning(summary["val_accuracy"], dataset):
         print(warning)
-    # Nothing was trained, so no curves: the folder DVC expects is there, empty.
-    with outputs.replacing_dir(weights.curves_path("teacher")):
-        pass
+    # Nothing was trained, so no curves: the folder DVC expects holds a line that says why.
+    with outputs.replacing_dir(weights.curves_path("teacher")) as staging:
+        (staging / "no_curves.txt").write_text(f"The teacher is {config.teacher.path}, taken as it is: nothing was trained here.\n")
     weights.save_weights(teacher, weights.weights_path("teacher"))
     outputs.write_json("metrics/training/teacher.json", summary)
 

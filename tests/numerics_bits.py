@@ -19,11 +19,11 @@ import common  # noqa: F401  (first: it applies ./params.yaml's train.numerics b
 from common import architectures, fashion_mnist, losses, numerics, params, training
 
 ENGINE = params.Train(numerics="portable", strategy="default", jit_compile="auto", steps_per_execution=4)
-MLP = params.Training(arch="mlp", conv_filters=[8], conv_dense_units=8, dropout=0.0, seed=3, hidden_units=[128], learning_rate=0.001, decay_steps=None, decay_alpha=0.01,
+MLP = params.Training(arch="mlp", conv_filters=[8], conv_dense_units=8, dropout=0.0, norm_momentum=0.99, seed=3, hidden_units=[128], learning_rate=0.001, decay_steps=None, decay_alpha=0.01,
                       batch_size=256, epochs=1, patience=1, min_steps=0)
 CNN = params.Training(seed=5, hidden_units=[8], learning_rate=0.001, decay_steps=None, decay_alpha=0.01, batch_size=128,
                      epochs=1, patience=1, min_steps=0, arch="cnn", conv_filters=[32, 64], conv_dense_units=64,
-                     dropout=0.3)
+                     dropout=0.3, norm_momentum=0.99)
 
 
 def trained_digest(recipe: params.Training, count: int) -> str:

@@ -17,10 +17,10 @@ import numpy as np
 from common import architectures, deploy, fashion_mnist, losses, params, training
 
 ENGINE = params.Train(numerics="portable", strategy="default", jit_compile="auto", steps_per_execution=4)
-MLP = params.Training(arch="mlp", conv_filters=[8], conv_dense_units=8, dropout=0.0, seed=3, hidden_units=[32], learning_rate=0.01, decay_steps=50, decay_alpha=0.1,
+MLP = params.Training(arch="mlp", conv_filters=[8], conv_dense_units=8, dropout=0.0, norm_momentum=0.99, seed=3, hidden_units=[32], learning_rate=0.01, decay_steps=50, decay_alpha=0.1,
                       batch_size=32, epochs=2, patience=2, min_steps=0)
 CNN = params.Training(seed=5, hidden_units=[8], learning_rate=0.01, decay_steps=None, decay_alpha=0.1, batch_size=16,
-                     epochs=2, patience=2, min_steps=0, arch="cnn", conv_filters=[4, 8], conv_dense_units=16, dropout=0.3)
+                     epochs=2, patience=2, min_steps=0, arch="cnn", conv_filters=[4, 8], conv_dense_units=16, dropout=0.3, norm_momentum=0.99)
 
 
 def digest(model) -> str:

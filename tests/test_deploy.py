@@ -14,7 +14,7 @@ from tools import predict
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE = params.Train(numerics="portable", strategy="default", jit_compile=False, steps_per_execution=1)
-MLP = params.Training(arch="mlp", conv_filters=[8], conv_dense_units=8, dropout=0.0, seed=1, hidden_units=[16], learning_rate=0.01, decay_steps=None, decay_alpha=0.1,
+MLP = params.Training(arch="mlp", conv_filters=[8], conv_dense_units=8, dropout=0.0, norm_momentum=0.99, seed=1, hidden_units=[16], learning_rate=0.01, decay_steps=None, decay_alpha=0.1,
                       batch_size=32, epochs=1, patience=1, min_steps=0)
 CNN = params.Training(**{**MLP.model_dump(), "arch": "cnn", "conv_filters": [4, 8], "conv_dense_units": 16, "dropout": 0.3})
 

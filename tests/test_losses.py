@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from common import architectures, fashion_mnist, losses, params, training
+from common import architectures, fashion_mnist, feeding, losses, params, training
 
 STUDENT = np.array([[2.0, 1.0, 0.0], [0.5, -1.0, 3.0]], dtype=np.float32)
 TEACHER = np.array([[3.0, 0.0, -1.0], [0.0, 0.0, 2.0]], dtype=np.float32)
 LABELS = np.array([0, 2])
 ENGINE = params.Train(numerics="portable", strategy="default", jit_compile="auto", steps_per_execution=4)
-RECIPE = params.Training(arch="mlp", conv_filters=[8], conv_dense_units=8, dropout=0.0, seed=0, hidden_units=[8], learning_rate=0.01, decay_steps=20, decay_alpha=0.1,
+RECIPE = params.Training(arch="mlp", conv_filters=[8], conv_dense_units=8, dropout=0.0, norm_momentum=0.99, seed=0, hidden_units=[8], learning_rate=0.01, decay_steps=20, decay_alpha=0.1,
                          batch_size=32, epochs=2, patience=2, min_steps=0)
 
 
@@ -147,3 +147,64 @@ def test_logged_terms_are_per_image_means_when_the_batch_size_does_not_divide_th
     assert logged["soft_loss"] == pytest.approx(float(soft), rel=1e-5)
     assert logged["loss"] == pytest.approx(float(total), rel=1e-5)
     assert logged["loss"] == pytest.approx(0.25 * logged["hard_loss"] + 0.75 * logged["soft_loss"], rel=1e-6)
+
+
+def test_with_every_image_as_transfer_set_each_term_is_the_mean_over_its_own_batch():
+    """distill.transfer: all. Hard term on 4 labelled images, soft term on 12 other transfer images,
+    checked against alpha * CE + (1 - alpha) * T^2 * KL computed with NumPy from the student's logits."""
+    training.make_deterministic(RECIPE, ENGINE)
+    student = architectures.build(RECIPE, "student", fashion_mnist.DATASET)
+    temperature, alpha = 3.0, 0.3
+    distiller = losses.TransferSetDistiller(student, losses.DistillationLoss(temperature, alpha))
+    distiller.compile(optimizer="adam", metrics=["accuracy"])
+    rng = np.random.default_rng(2)
+    labelled, transfer = (rng.integers(0, 256, (count, 28, 28), dtype=np.uint8) for count in (4, 12))
+    labels, teacher = rng.integers(0, 10, 4), 3 * rng.normal(size=(12, 10)).astype(np.float32)
+
+    # One batch of each stream, as feeding.two_stream_batches gives them.
+    batch = tf.data.Dataset.from_tensors(({"labelled": labelled, "transfer": transfer}, {"label": labels, "teacher_logits": teacher}))
+    logged = distiller.evaluate(batch, return_dict=True, verbose=0)
+
+    labelled_logits, transfer_logits = student.predict(labelled, verbose=0), student.predict(transfer, verbose=0)
+    hard = cross_entropy(labelled_logits, labels)
+    soft = temperature**2 * kl(teacher, transfer_logits, temperature)
+    assert logged["hard_loss"] == pytest.approx(hard, rel=1e-5)
+    assert logged["soft_loss"] == pytest.approx(soft, rel=1e-5)
+    assert logged["loss"] == pytest.approx(alpha * hard + (1 - alpha) * soft, rel=1e-5)
+    assert logged["accuracy"] == pytest.approx(np.mean(labelled_logits.argmax(1) == labels))
+
+
+def test_two_streams_cycle_the_labelled_images_through_a_pass_over_the_transfer_images():
+    """3 labelled images (pixel values 100-102) and 10 transfer images (0-9), batches of 2, 5 steps: the
+    transfer stream is one pass, the labelled one cycles its 3 images to fill 10 rows."""
+    labelled = np.broadcast_to((100 + np.arange(3))[:, None, None], (3, 28, 28)).astype(np.uint8)
+    transfer = np.broadcast_to(np.arange(10)[:, None, None], (10, 28, 28)).astype(np.uint8)
+    x = {"labelled": labelled, "transfer": transfer}
+    y = {"label": np.arange(3), "teacher_logits": np.arange(10, dtype=np.float32)[:, None] * np.ones((1, 4), np.float32)}
+    tf.keras.utils.set_random_seed(0)
+    seen = {"labelled": [], "transfer": []}
+    for inputs, targets in feeding.two_stream_batches(x, y, batch_size=2, steps=5, seed=1):
+        pixels = {stream: inputs[stream][:, 0, 0].numpy().astype(int).tolist() for stream in seen}
+        assert targets["label"].numpy().tolist() == [value - 100 for value in pixels["labelled"]]
+        assert targets["teacher_logits"].numpy()[:, 0].tolist() == pixels["transfer"]
+        for stream in seen:
+            seen[stream] += pixels[stream]
+    assert sorted(seen["transfer"]) == list(range(10))
+    assert sorted(seen["labelled"]) == sorted([100, 101, 102] * 3 + [100])
+
+
+def test_every_image_as_transfer_set_trains_and_reports_both_counts():
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (96, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, 96)
+    logits = 4 * rng.normal(size=(96, 10)).astype(np.float32)
+    training.make_deterministic(RECIPE, ENGINE)
+    student = architectures.build(RECIPE, "distilled", fashion_mnist.DATASET)
+    distiller = losses.TransferSetDistiller(student, losses.DistillationLoss(2.0, 0.5))
+    summary = training.fit(distiller, RECIPE, ENGINE, {"labelled": images[:10], "transfer": images},
+                           {"label": labels[:10], "teacher_logits": logits},
+                           {"labelled": images[:32], "transfer": images[:32]},
+                           {"label": labels[:32], "teacher_logits": logits[:32]}, stage="distill", recipe_name="student")
+    assert summary["train_examples"] == 96 and summary["labelled_examples"] == 10
+    assert summary["steps_per_epoch"] == 3  # one pass over the 96 transfer images at batch 32
+    assert all(np.isfinite(value) for value in summary.values())

@@ -9,7 +9,7 @@ from common import architectures, cli, data, fashion_mnist, feeding, losses, par
 from common.cli import UserError
 
 RECIPE = params.Training(
-    arch="mlp", conv_filters=[8], conv_dense_units=8, dropout=0.0,
+    arch="mlp", conv_filters=[8], conv_dense_units=8, dropout=0.0, norm_momentum=0.99,
     seed=0, hidden_units=[16], learning_rate=0.01, decay_steps=100, decay_alpha=0.1, batch_size=32, epochs=6, patience=1,
     min_steps=0,
 )
@@ -324,3 +324,30 @@ def test_early_stopping_fires_and_restores_the_best_epoch():
     restored = model.evaluate(x_val, y_val, verbose=0, return_dict=True)["loss"]
     assert restored == pytest.approx(min(val_losses), rel=1e-5)
     assert restored < val_losses[-1]  # the weights are the best epoch's, not the last one's
+
+
+def test_a_short_cnn_run_settles_its_batch_norm_statistics_on_the_training_images():
+    """8 steps leave 0.99 ** 8 = 92% of the moving variance's starting 1.0 in place: the statistics are
+    then set to the exact mean and variance of each layer's inputs over the training images, and the
+    validation scores are those of the weights as saved."""
+    recipe = RECIPE.model_copy(update={"arch": "cnn", "conv_filters": [4, 8], "epochs": 2, "patience": 2})
+    images, labels = toy_data(0, count=128)
+    training.make_deterministic(recipe, ENGINE)
+    model = architectures.build(recipe, "toy", fashion_mnist.DATASET)
+    summary = training.fit(model, recipe, ENGINE, images, labels, images[:64], labels[:64], stage="train@toy",
+                           recipe_name="toy", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    assert summary["batch_norm_settled"] is True
+    for block in (1, 2):
+        inputs = keras.Model(model.inputs, model.get_layer(f"conv_{block}").output)
+        values = inputs(images, training=False).numpy().astype(np.float64).reshape(-1, 4 * block)
+        norm = model.get_layer(f"norm_{block}")
+        np.testing.assert_allclose(norm.moving_mean.numpy(), values.mean(axis=0), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(norm.moving_variance.numpy(), values.var(axis=0), rtol=1e-4, atol=1e-6)
+    logits = model.predict(images[:64], verbose=0)
+    assert summary["val_accuracy"] == pytest.approx(np.mean(logits.argmax(axis=1) == labels[:64]))
+
+
+def test_long_runs_and_mlps_keep_their_moving_statistics():
+    cnn = architectures.build(RECIPE.model_copy(update={"arch": "cnn"}), "toy", fashion_mnist.DATASET)
+    assert training.batch_norm_unsettled(cnn, 600) and not training.batch_norm_unsettled(cnn, 700)
+    assert not training.batch_norm_unsettled(architectures.build(RECIPE, "toy", fashion_mnist.DATASET), 1)

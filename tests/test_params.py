@@ -31,8 +31,10 @@ def test_committed_params_are_valid():
     assert loaded.teacher.hidden_units == [512, 256, 128]
     assert loaded.student.hidden_units == [128]
     assert loaded.distill.model_dump() == {
-        "temperature": float(DEFAULTS["distill"]["temperature"]), "alpha": float(DEFAULTS["distill"]["alpha"])
+        "temperature": float(DEFAULTS["distill"]["temperature"]), "alpha": float(DEFAULTS["distill"]["alpha"]),
+        "transfer": "labelled",
     }
+    assert (loaded.data.source, loaded.teacher.source, loaded.student.arch) == ("fashion-mnist", "train", "mlp")
     assert loaded.train.strategy == "auto"
 
 

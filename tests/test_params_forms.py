@@ -129,9 +129,11 @@ for model in ("teacher", "student"):
         f"{model}.conv_filters": written_lists(st.integers(min_value=1, max_value=512)),
         f"{model}.conv_dense_units": written_ints(st.integers(min_value=1, max_value=4096)),
         f"{model}.dropout": written_floats(dropout_rates),
+        f"{model}.norm_momentum": written_floats(dropout_rates.filter(lambda value: value > 0)),
     }
 VALID_TEXT |= {
     "student.train_fraction": written_floats(fractions),
+    "distill.transfer": st.sampled_from(["labelled", "all"]),
     "data.source": st.sampled_from(["fashion-mnist", "folder"]),
     "data.path": st.sampled_from(["data/images", "my_images", "data/shoes/train"]),
     "data.layout": st.sampled_from(["classes", "train_test"]),
@@ -146,8 +148,9 @@ VALID_TEXT |= {
 }
 
 
-FLOAT_NAMES = ("temperature", "alpha", "learning_rate", "decay_alpha", "dropout", "train_fraction", "test_fraction")
-WORDS = ("train.numerics", "train.strategy", "teacher.arch", "student.arch", "data.source", "data.path", "data.layout",
+FLOAT_NAMES = ("temperature", "alpha", "learning_rate", "decay_alpha", "dropout", "train_fraction", "test_fraction",
+               "norm_momentum")
+WORDS = ("distill.transfer", "train.numerics", "train.strategy", "teacher.arch", "student.arch", "data.source", "data.path", "data.layout",
          "teacher.source", "teacher.path", "teacher.inputs", "teacher.outputs")
 TEXT_KEYS = (*WORDS, "train.jit_compile")
 

@@ -16,6 +16,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.mark.parametrize("section, change, expected", [
     ("distill", {"temperature": 8}, {"check_params", "distill", "evaluate", "export"}),
+    ("distill", {"transfer": "all"}, {"check_params", "distill", "evaluate", "export"}),
     # The transfer set is a student param like the rate: both students retrain, the teacher does not.
     ("student", {"learning_rate": 1e-05, "train_fraction": 0.5},
      {"check_params", "train@student", "distill", "evaluate", "export"}),
@@ -61,3 +62,16 @@ def test_a_cnn_student_trains_distils_evaluates_and_exports(repo, reproduced, re
     for model in ("student", "distilled"):
         assert export[model]["saved_model"]["top1_agreement_with_keras"] == 1.0
         assert export[model]["int8.tflite"]["bytes"] < export["teacher"]["int8.tflite"]["bytes"]
+
+
+def test_every_training_image_as_transfer_set_distils_on_a_tenth_of_the_labels(repo, reproduced, restore):
+    """`distill.transfer: all` with 10% labelled: the soft term covers all 1,500 training images of the
+    small repository, the hard term the 150 labelled ones, and only distill and what follows rerun."""
+    result = repo.attempt(sys.executable, "-m", "dvc", "exp", "run", "-S", "distill.transfer=all",
+                          "-S", "student.train_fraction=0.1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert stages_run(result.stdout) == {"check_params", "train@student", "distill", "evaluate", "export"}
+    distilled = json.loads(repo.read("metrics/training/distilled.json"))
+    assert distilled["train_examples"] == 1500 and distilled["labelled_examples"] == 150
+    student = json.loads(repo.read("metrics/training/student.json"))
+    assert student["train_examples"] == 150

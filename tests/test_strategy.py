@@ -23,7 +23,7 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 
 from common import architectures, fashion_mnist, losses, params, training
 
-recipe = params.Training(arch="mlp", conv_filters=[8], conv_dense_units=8, dropout=0.0, seed=0, hidden_units=[16], learning_rate=0.01, decay_steps=100, decay_alpha=0.1,
+recipe = params.Training(arch="mlp", conv_filters=[8], conv_dense_units=8, dropout=0.0, norm_momentum=0.99, seed=0, hidden_units=[16], learning_rate=0.01, decay_steps=100, decay_alpha=0.1,
                          batch_size=64, epochs=2, patience=2, min_steps=0)
 rng = np.random.default_rng(0)
 images = rng.integers(0, 256, (512, 28, 28), dtype=np.uint8)
