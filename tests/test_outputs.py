@@ -86,7 +86,7 @@ def test_a_folder_is_replaced_whole_or_not_at_all(tmp_path):
 # A Ctrl-C whose handler runs inside a weakref callback, where Python prints and drops what it raises,
 # as it did once while Keras traced a stage's graph; the stage then goes on to write an output.
 DROPPED_CTRL_C = textwrap.dedent("""
-    import os, signal, sys, weakref
+    import os, signal, sys, time, weakref
     from common import cli, outputs
 
     class Held:
@@ -94,8 +94,9 @@ DROPPED_CTRL_C = textwrap.dedent("""
 
     def interrupt_inside_a_callback(ref):
         os.kill(os.getpid(), signal.SIGINT)
-        for _ in range(1000):  # the handler runs during this loop
-            pass
+        # The handler runs here at the latest: a busy loop of 1,000 turns could end before it did,
+        # under load (seen once with two test workers busy), and the test then saw no interrupt.
+        time.sleep(5)
 
     def main():
         held = Held()

@@ -28,8 +28,11 @@ def test_repro_runs_every_stage_and_writes_outputs(repo, reproduced):
         assert 0 <= report[student]["agreement"] <= 1 and report[student]["kl_to_teacher"] >= 0
     teacher_training = json.loads(repo.read("metrics/training/teacher.json"))
     assert teacher_training["epochs_run"] == teacher_training["best_epoch"] == 1
-    val_curve = repo.read("metrics/curves/teacher/plots/metrics/eval/loss.tsv").decode().splitlines()
-    assert val_curve[0] == "step\tloss" and float(val_curve[1].split("\t")[1]) == pytest.approx(teacher_training["val_loss"], abs=1e-6)
+    # 12 steps leave the CNN teacher's batch norm mostly at its start: settled before it was saved.
+    assert teacher_training["batch_norm_settled"] is True
+    student_training = json.loads(repo.read("metrics/training/student.json"))
+    val_curve = repo.read("metrics/curves/student/plots/metrics/eval/loss.tsv").decode().splitlines()
+    assert val_curve[0] == "step\tloss" and float(val_curve[1].split("\t")[1]) == pytest.approx(student_training["val_loss"], abs=1e-6)
     for term in ("hard_loss", "soft_loss"):
         assert (repo.path / f"metrics/curves/distilled/plots/metrics/eval/{term}.tsv").is_file()
     predictions = repo.read("metrics/predictions/teacher.csv").decode().splitlines()
