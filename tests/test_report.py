@@ -155,7 +155,7 @@ def test_one_seed_gives_no_interval_and_no_test_and_the_report_still_writes(tmp_
     assert result["p_value"] is None and result["gain_ci95"] is None and result["gain"] == [pytest.approx(0.02), None]
     assert not report.significant(result)
     assert "| – | – |" in report.verdict_table([{**result, "teacher": "cnn", "fraction": 0.01, "temperature": 1,
-                                                   "alpha": 0.5, "seeds_wanted": 5}])
+                                                   "alpha": 0.5, "seeds_wanted": 5, "code": ["aaaaaaaaaa"]}])
 
 
 def test_a_number_among_text_in_the_records_compares_as_the_number(tmp_path):
@@ -230,3 +230,50 @@ def test_no_comparable_run_is_a_clear_error(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip() == (f"error: {runs_file}: no run with this params.yaml's recipe; "
                                      "run the sweep (README: Experiments)")
+
+
+def git(repository: Path, *arguments: str) -> str:
+    return subprocess.run(["git", *arguments], cwd=repository, check=True, capture_output=True, text=True,
+                          env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid", "GIT_COMMITTER_NAME": "t",
+                               "GIT_COMMITTER_EMAIL": "t@example.invalid", "PATH": "/usr/bin:/bin"}).stdout.strip()
+
+
+def test_the_code_version_follows_the_pipelines_code_and_nothing_else(tmp_path):
+    git(tmp_path, "init", "-q")
+    (tmp_path / "common").mkdir()
+    (tmp_path / "common" / "losses.py").write_text("T = 1\n")
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    (tmp_path / "README.md").write_text("one\n")
+    git(tmp_path, "add", "-A"), git(tmp_path, "commit", "-qm", "a")
+    first = git(tmp_path, "rev-parse", "HEAD")
+    (tmp_path / "README.md").write_text("two\n")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_x.py").write_text("pass\n")
+    git(tmp_path, "add", "-A"), git(tmp_path, "commit", "-qm", "docs and tests")
+    docs = git(tmp_path, "rev-parse", "HEAD")
+    (tmp_path / "common" / "losses.py").write_text("T = 2\n")
+    git(tmp_path, "commit", "-qam", "code")
+    code = git(tmp_path, "rev-parse", "HEAD")
+    versions = [records.code_version(commit, tmp_path) for commit in (first, docs, code)]
+    assert versions[0] == versions[1] != versions[2] and len(versions[0]) == 10
+    assert records.code_version("0" * 40, tmp_path) == records.UNKNOWN_CODE
+
+
+def test_a_rerun_under_new_code_is_a_new_record_and_the_report_says_a_size_mixes_versions():
+    old = {**records.record("old", "a" * 40, exp_data(seed=0)), records.CODE: "aaaaaaaaaa"}
+    again = {**records.record("again", "b" * 40, exp_data(seed=0)), records.CODE: "aaaaaaaaaa"}
+    rerun = {**records.record("rerun", "c" * 40, exp_data(seed=0)), records.CODE: "cccccccccc"}
+    merged = records.merge(pd.DataFrame([old]), [again, rerun])
+    assert merged["experiment"].tolist() == ["old", "rerun"]
+    # A size whose selection ran on one version and its verdict seeds on another.
+    experiments = []
+    for t in sweep.TEMPERATURES:
+        for a in sweep.ALPHAS:
+            for seed in (range(5) if (t, a) == (2, 0) else sweep.SELECTION_SEEDS):
+                row = records.record(f"{t}-{a}-{seed}", "d" * 40, exp_data(seed=seed, temperature=t, alpha=a,
+                                                                          val=0.8 + 0.01 * (t == 2 and a == 0)))
+                experiments.append({**row, records.CODE: "aaaaaaaaaa" if seed in sweep.SELECTION_SEEDS else "bbbbbbbbbb"})
+    results = report.analyse(pd.DataFrame(experiments))
+    assert [result["code"] for result in results] == [["aaaaaaaaaa", "bbbbbbbbbb"]]
+    assert report.findings(results)[0].startswith("- 1 of 1 sizes mix code versions between selection and verdict")
+    assert "aaaaaaaaaa + bbbbbbbbbb (mixed) |" in report.verdict_table(results)

@@ -6,8 +6,10 @@ selection uses and the test metrics the verdict uses. Library code: the entry sc
 tools/collect.py, tools/sweep.py and tools/report.py.
 """
 
+import hashlib
 import io
 import json
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +23,10 @@ ARCH, FRACTION, SEED, TEMPERATURE, ALPHA = VARIED = (
     "params.teacher.arch", "params.student.train_fraction", "params.student.seed",
     "params.distill.temperature", "params.distill.alpha",
 )
+# The code version of a run: a digest of the pipeline's code at the commit it ran from (CODE_PATHS).
+CODE = "code"
+CODE_PATHS = ("dvc.yaml", "common", "stages")
+UNKNOWN_CODE = "unknown"
 # The validation metric that selects T and alpha, and its tie-break (lower is better).
 SELECT_ON, TIE_BREAK = "val.distilled.accuracy", "val.distilled.hard_loss"
 STUDENTS_JSON = {"student": "val_loss", "distilled": "val_hard_loss"}  # cross-entropy on labels, both
@@ -85,10 +91,38 @@ def param_columns(frame: pd.DataFrame) -> list[str]:
     return [column for column in frame.columns if column.startswith("params.")]
 
 
+def code_version(commit: str, repository: Path = Path(".")) -> str:
+    """What made a run's results, by content: the first 10 hex digits of SHA-256 over the git blob ids
+    of dvc.yaml and every Python file under common/ and stages/ at `commit`. A commit that changes
+    only docs, tests or tools keeps the version; one that changes a stage's code moves it. UNKNOWN_CODE
+    where git does not have the commit (a shallow clone)."""
+    listed = subprocess.run(["git", "ls-tree", "-r", commit, "--", *CODE_PATHS], cwd=repository,
+                            capture_output=True, text=True)
+    if listed.returncode != 0:
+        return UNKNOWN_CODE
+    blobs = sorted(f"{line.split()[2]} {line.split(maxsplit=3)[3]}" for line in listed.stdout.splitlines()
+                   if line.endswith((".py", "dvc.yaml")))
+    return hashlib.sha256("\n".join(blobs).encode()).hexdigest()[:10]
+
+
+def with_code(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with its CODE column filled in, from each row's commit, where it is missing."""
+    if frame.empty:
+        return frame
+    frame = frame.copy()
+    if CODE not in frame.columns:
+        frame[CODE] = None
+    missing = frame[CODE].isna()
+    versions = {commit: code_version(commit) for commit in frame.loc[missing, "commit"].unique()}
+    frame.loc[missing, CODE] = frame.loc[missing, "commit"].map(versions)
+    return frame
+
+
 def merge(existing: pd.DataFrame, rows: list[dict]) -> pd.DataFrame:
-    """The records plus `rows`; a run with the same params as a recorded one keeps the recorded row."""
-    frame = pd.concat([existing, pd.DataFrame(rows)], ignore_index=True)
-    frame = frame.drop_duplicates(subset=param_columns(frame), keep="first")
+    """The records plus `rows`, each with its code version; a run with the same params and code
+    version as a recorded one keeps the recorded row, and one of other code is a new row."""
+    frame = with_code(pd.concat([existing, pd.DataFrame(rows)], ignore_index=True))
+    frame = frame.drop_duplicates(subset=[*param_columns(frame), CODE], keep="first")
     return frame.sort_values([ARCH, FRACTION, SEED, TEMPERATURE, ALPHA], kind="stable").reset_index(drop=True)
 
 

@@ -78,7 +78,10 @@ def analyse(runs: pd.DataFrame) -> list[dict]:
             if cell.empty:
                 continue  # chosen, but no verdict seed has run yet
             grid = records.cell_means(at_size, sweep.SELECTION_SEEDS)
+            selection = at_size[at_size[records.SEED].isin(list(sweep.SELECTION_SEEDS))]
             results.append({
+                # Every code version behind this size's selection grid and its verdict.
+                "code": sorted(set(code_of(selection)) | set(code_of(cell))),
                 "teacher": teacher,
                 "fraction": fraction,
                 "temperature": chosen[0],
@@ -90,6 +93,23 @@ def analyse(runs: pd.DataFrame) -> list[dict]:
                 **verdict(cell),
             })
     return results
+
+
+def code_of(runs: pd.DataFrame) -> list[str]:
+    if records.CODE not in runs.columns:
+        return [records.UNKNOWN_CODE]
+    return [str(version) for version in runs[records.CODE].fillna(records.UNKNOWN_CODE)]
+
+
+def versions_line(runs: pd.DataFrame) -> str:
+    """Which code versions the records hold, with their runs and commits."""
+    parts = []
+    for version in sorted(set(code_of(runs))):
+        mine = runs[[code == version for code in code_of(runs)]]
+        commits = ", ".join(sorted(str(commit)[:7] for commit in mine["commit"].unique()))
+        parts.append(f"`{version}` ({len(mine)} runs; commit {commits})")
+    return ("Code versions (records.code_version: the pipeline's code at the run's commit): " + "; ".join(parts)
+            + ". A size whose selection and verdict ran on more than one says so in the tables' code column.")
 
 
 def significant(result: dict) -> bool:
@@ -111,8 +131,8 @@ def _pm(pair, digits: int = 4) -> str:
 
 def verdict_table(results: list[dict]) -> str:
     lines = [
-        "| teacher | transfer set | T | alpha | seeds | teacher acc | student acc | distilled acc | KD gain | 95% CI | p (paired t) | gap recovered |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| teacher | transfer set | T | alpha | seeds | teacher acc | student acc | distilled acc | KD gain | 95% CI | p (paired t) | gap recovered | code |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for result in results:
         low, high = result["gain_ci95"] or (None, None)
@@ -122,9 +142,13 @@ def verdict_table(results: list[dict]) -> str:
             f"| {result['teacher']} | {result['fraction']:.0%} | {result['temperature']:g} | {result['alpha']:g} | "
             f"{seeds_text} | {result['teacher_accuracy']:.4f} | {_pm(result['student'])} | {_pm(result['distilled'])} | "
             f"{result['gain'][0]:+.4f} | {'–' if low is None else f'[{low:+.4f}, {high:+.4f}]'} | {_p(result['p_value'])} | "
-            f"{result['gap_recovered']:+.0%} |"
+            f"{result['gap_recovered']:+.0%} | {code_cell(result['code'])} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def code_cell(versions: list[str]) -> str:
+    return versions[0] if len(versions) == 1 else " + ".join(versions) + " (mixed)"
 
 
 def grid_table(results: list[dict]) -> str:
@@ -141,6 +165,10 @@ def grid_table(results: list[dict]) -> str:
 def findings(results: list[dict]) -> list[str]:
     """Plain sentences: the targets, and where the gain stops being significant, per teacher."""
     lines = []
+    mixed = [result for result in results if len(result["code"]) > 1]
+    if mixed:
+        lines.append(f"- {len(mixed)} of {len(results)} sizes mix code versions between selection and verdict "
+                     f"(table below): rerun them on one version before trusting the verdict.")
     for teacher, name in TEACHER_NAMES.items():
         mine = [result for result in results if result["teacher"] == teacher]
         if not mine:
@@ -225,6 +253,7 @@ def write_report(runs: pd.DataFrame, out: Path) -> list[dict]:
         "Teachers always train on every training image; validation and test never change.\n\n"
         "![test accuracy and KD gain against transfer-set size](kd_curve.png)\n\n"
         + "\n".join(findings(results)) + "\n\n"
+        + versions_line(runs) + "\n\n"
         "## Verdict: distilled against baseline, paired by student seed, on the test set\n\n"
         "T and alpha chosen on validation at each size (below). KD gain: mean of the paired test-accuracy "
         "differences; its 95% confidence interval and the paired t-test's two-sided p-value; gap recovered: mean gain "

@@ -99,6 +99,9 @@ def main() -> None:
     args = parser.parse_args()
 
     runs = records.load_comparable()
+    # Only runs of the code being queued count as done: a cell never mixes code versions.
+    current = records.code_version("HEAD")
+    runs = runs[runs[records.CODE] == current] if records.CODE in runs.columns else runs.iloc[0:0]
     wanted = selection_runs(runs) if args.phase == "select" else verdict_runs(runs)
     if args.dry_run:
         for run in wanted:
