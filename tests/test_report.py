@@ -19,12 +19,13 @@ BASELINE = params.parse_yaml((ROOT / "params.yaml").read_text())
 
 
 def exp_data(arch="cnn", fraction=0.01, seed=0, temperature=1, alpha=0.5, *, val=0.8, val_loss=0.5,
-             teacher=0.92, student=0.80, distilled=0.82, **recipe_changes) -> dict:
+             teacher=0.92, student=0.80, distilled=0.82, transfer=None, **recipe_changes) -> dict:
     """An experiment as `dvc exp show --json` shows it: params.yaml and the three metrics files."""
     values = copy.deepcopy(BASELINE)
     values["teacher"]["arch"] = arch
     values["student"] |= {"train_fraction": fraction, "seed": seed, **recipe_changes}
-    values["distill"] = {"temperature": temperature, "alpha": alpha}
+    # Records from before distill.transfer existed have no such param: they used the labelled images.
+    values["distill"] = {"temperature": temperature, "alpha": alpha, **({"transfer": transfer} if transfer else {})}
     scores = {name: {"accuracy": accuracy, "nll": 0.4, "ece": 0.02, "params": 101_770}
               for name, accuracy in (("teacher", teacher), ("student", student), ("distilled", distilled))}
     return {
@@ -205,6 +206,9 @@ def test_report_files_from_the_records_alone(tmp_path):
         for arch in sweep.TEACHERS for fraction in (0.01, 0.03, 0.1) for a in sweep.ALPHAS for t in sweep.TEMPERATURES
         for seed in (range(5) if (t, a) == (2, 0) else sweep.SELECTION_SEEDS)
     ]
+    # Three runs with every image as transfer set, T and alpha fixed: gains 0.10, 0.11, 0.12 over 0.78.
+    experiments += [exp_data(fraction=0.01, seed=seed, transfer="all", temperature=1, alpha=0, student=0.78,
+                             distilled=0.88 + 0.01 * seed) for seed in range(3)]
     runs_file = tmp_path / "runs.csv"
     records.save(frame(*experiments), runs_file)
     out = tmp_path / "reports"
@@ -212,11 +216,16 @@ def test_report_files_from_the_records_alone(tmp_path):
                    check=True, cwd=ROOT, capture_output=True)
 
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["runs"] == 2 * 3 * (8 * 2 + 3)
+    assert summary["runs"] == 2 * 3 * (8 * 2 + 3)  # the transfer-all runs are not the sweep's
+    (variant,) = summary["transfer_all"]
+    assert (variant["teacher"], variant["fraction"], variant["temperature"], variant["alpha"]) == ("cnn", 0.01, 1.0, 0.0)
+    assert variant["seeds"] == [0, 1, 2] and variant["gain"] == pytest.approx([0.11, 0.01])
     assert [(r["teacher"], r["fraction"], r["temperature"], r["alpha"], len(r["seeds"])) for r in summary["results"]] == [
         (arch, fraction, 2.0, 0.0, 5) for arch in sweep.TEACHERS for fraction in (0.01, 0.03, 0.1)
     ]
     readme = (out / "README.md").read_text()
+    assert "## Every training image as transfer set (distill.transfer: all)" in readme
+    assert "| cnn | 1% | 1 | 0 | 3 | 0.9200 | 0.7800 ± 0.0000 | 0.8900 ± 0.0100 | +0.1100 |" in readme
     assert "- CNN teacher, 1% of the training images: gain +0.0220 (p = " in readme
     assert "CNN teacher: the gain stops being significant at 10% of the training images" in readme
     assert (out / "kd_curve.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
