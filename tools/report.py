@@ -7,7 +7,8 @@ At each transfer-set size and for each teacher, T and alpha are chosen on valida
 with the best mean validation accuracy of the distilled student over the selection seeds (ties: lower
 validation cross-entropy). The verdict then compares the distilled and the baseline student on the
 test set, paired by student seed (same transfer set, same initial weights), over every seed recorded
-for the chosen cell. The selection seeds are among them: selection saw their validation split only.
+for the chosen cell, seeds disjoint from the selection seeds (sweep.verdict_seeds): a seed whose
+validation score helped choose the cell would favour the distilled side.
 """
 
 import argparse

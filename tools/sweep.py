@@ -8,7 +8,8 @@ tools/fanout.py spreads over many machines.
 
 The selection phase runs the grid at each transfer-set size for each teacher. The verdict phase reads
 reports/runs.csv, takes the cell chosen on validation at each size, and queues the seeds it still
-lacks: 5 in all, 10 on the full training set. Both phases skip runs already recorded.
+lacks: 5 in all, 10 on the full training set, seeds 2 onwards, never the selection seeds. Both
+phases skip runs already recorded with the code being queued.
 """
 
 import argparse
@@ -31,7 +32,10 @@ SELECTION_SEEDS = (0, 1)
 
 
 def verdict_seeds(fraction: float) -> range:
-    return range(10 if fraction == 1 else 5)
+    """5 seeds (10 at full data) after the selection seeds: the seeds whose validation scores chose
+    T and alpha never count in the verdict, where they would favour the distilled side."""
+    first = max(SELECTION_SEEDS) + 1
+    return range(first, first + (10 if fraction == 1 else 5))
 
 
 def recorded(runs, teacher: str, fraction: float, seed: int, temperature: float, alpha: float) -> bool:
