@@ -222,7 +222,7 @@ def test_dvc_writes_small_learning_rates_in_exponent_form():
 
 FLOAT_KEYS = [key for key in VALID_TEXT if key.rsplit(".", 1)[-1] in FLOAT_NAMES]
 INT_KEYS = [key for key in VALID_TEXT
-            if key not in FLOAT_KEYS and key not in TEXT_KEYS and not key.endswith(("hidden_units", "conv_filters"))]
+            if key not in FLOAT_KEYS and key not in TEXT_KEYS and not key.endswith(("hidden_units", "conv_filters", "image_size"))]
 
 wrong_type_text = st.sampled_from([
     "'0.1'", "'5'", "true", "false", "[1,2]", "{a: 1}", "abc", "null", "inf", "nan", "-inf",
