@@ -27,15 +27,10 @@ MID_GREY = 127.5
 
 
 def to_training_look(gray: Image.Image, side: int = 28) -> np.ndarray:
-    """uint8 (side, side) from an 8-bit grayscale image: a light object on a dark background, the whole
-    image fitted in. Fitting before padding keeps the work small whatever the aspect ratio."""
+    """uint8 (side, side) from an 8-bit grayscale image: the whole image fitted in (images.fit_and_pad),
+    then a light object on a dark background."""
     background = images.border_colour(np.asarray(gray))[0]
-    scale = side / max(gray.size)
-    fitted = gray.resize((max(1, round(gray.width * scale)), max(1, round(gray.height * scale))),
-                         Image.Resampling.LANCZOS)
-    square = Image.new("L", (side, side), background)
-    square.paste(fitted, ((square.width - fitted.width) // 2, (square.height - fitted.height) // 2))
-    pixels = np.asarray(square, dtype=np.uint8)
+    pixels = np.asarray(images.fit_and_pad(gray, side, side), dtype=np.uint8)
     return 255 - pixels if background > MID_GREY else pixels
 
 
