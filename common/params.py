@@ -10,6 +10,7 @@ from ruamel.yaml import YAML, YAMLError
 
 from common import numerics
 from common.cli import UserError
+from common.data import size_problem
 from common.fashion_mnist import EXPECTED_COUNTS, IMAGE_SHAPE, NUM_CLASSES
 
 PARAMS_FILE = Path("params.yaml")
@@ -78,12 +79,7 @@ class Prepare(Section):
             return (f"{PARAMS_FILE}: prepare.subset = {self.subset} is invalid: allowed "
                     f"{NUM_CLASSES}..{EXPECTED_COUNTS['train']}, Fashion-MNIST's training images")
         pool = self.subset or EXPECTED_COUNTS["train"]
-        if NUM_CLASSES <= self.val_size <= pool - NUM_CLASSES:
-            return None
-        return (
-            f"{PARAMS_FILE}: prepare.val_size = {self.val_size} is invalid: "
-            f"allowed {NUM_CLASSES}..{pool - NUM_CLASSES} for {pool} training images"
-        )
+        return size_problem("prepare.val_size", self.val_size, pool, "training images", NUM_CLASSES)
 
 
 class Training(Section):

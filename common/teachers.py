@@ -18,6 +18,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from common import metrics
 from common.cli import UserError
 from common.data import Dataset, Split
 from common.params import Teacher
@@ -161,7 +162,6 @@ def chance_warning(accuracy: float, dataset: Dataset) -> str | None:
 
 def validation_summary(teacher: Teacher, model: keras.Model, logits: np.ndarray, val: Split) -> dict:
     """metrics/training/teacher.json for a teacher from a file: what it is and how it scores on validation."""
-    log_probabilities = logits - np.logaddexp.reduce(logits.astype(np.float64), axis=1, keepdims=True)
     return {
         "source": "file",
         "path": teacher.path,
@@ -169,6 +169,6 @@ def validation_summary(teacher: Teacher, model: keras.Model, logits: np.ndarray,
         "outputs": teacher.outputs,
         "params": int(model.count_params()),
         "val_examples": len(val),
-        "val_accuracy": round(float(np.mean(logits.argmax(axis=1) == val.labels)), 6),
-        "val_loss": round(float(-log_probabilities[np.arange(len(val)), val.labels].mean()), 6),
+        "val_accuracy": round(metrics.accuracy(logits, val.labels), 6),
+        "val_loss": round(metrics.nll(logits, val.labels), 6),
     }

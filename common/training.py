@@ -92,16 +92,14 @@ def fit(
     two_streams = isinstance(x_train, dict)
     examples = len(x_train["transfer"]) if two_streams else len(x_train)
     steps = feeding.steps_per_epoch(examples, recipe)
-    if two_streams:
-        batches = {"x": feeding.two_stream_batches(x_train, y_train, recipe.batch_size, steps, recipe.seed),
-                   "shuffle": False, "validation_data": feeding.validation_batches(x_val, y_val, recipe.batch_size)}
-    elif keras_feeding:
+    if keras_feeding:
         rows = steps * recipe.batch_size
         batches = {"x": feeding.repeat_to(x_train, rows), "y": feeding.repeat_to(y_train, rows), "batch_size": recipe.batch_size,
                    "shuffle": True, "validation_data": (x_val, y_val)}
     else:
-        # shuffle=False: the order is epoch_batches' own (Keras would warn that it ignores True).
-        batches = {"x": feeding.epoch_batches(x_train, y_train, recipe.batch_size, steps, recipe.seed), "shuffle": False,
+        batching = feeding.two_stream_batches if two_streams else feeding.epoch_batches
+        # shuffle=False: the order is the batches' own (Keras would warn that it ignores True).
+        batches = {"x": batching(x_train, y_train, recipe.batch_size, steps, recipe.seed), "shuffle": False,
                    "validation_data": feeding.validation_batches(x_val, y_val, recipe.batch_size)}
     model.compile(
         optimizer=make_optimizer(recipe, recipe.epochs * steps),

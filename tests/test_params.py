@@ -97,7 +97,7 @@ def test_val_size_must_fit_the_subset():
     raw = with_value("prepare", "subset", 100)
     raw["export"]["calibration_images"] = 10  # the training split is 10 images at the edge below
     raw["prepare"]["val_size"] = 95
-    with pytest.raises(UserError, match=r"^params.yaml: prepare.val_size = 95 is invalid: allowed 10..90 for 100 training images$"):
+    with pytest.raises(UserError, match=r"^params.yaml: prepare.val_size = 95 is invalid: allowed 10..90 for 100 training images in 10 classes$"):
         params.validate(raw)
     raw["prepare"]["val_size"] = 90
     assert params.validate(raw).prepare.val_size == 90
