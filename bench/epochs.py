@@ -6,7 +6,9 @@ turns on, cannot be turned off again in a process and keeps Keras from using XLA
     old: the path before the speed work: no XLA, one step per call, op determinism on, Keras's own
          feeding of arrays (a gather per batch)
     new: params.yaml's train section (XLA for the MLPs, 16 steps per call) and feeding.epoch_batches,
-         under the numerics params.yaml names (bench.run times both modes by rewriting it)
+         under the numerics params.yaml names (bench.run times both modes by rewriting it); last,
+         distillation on consistent views, the teacher running in every step (no XLA with a CNN
+         teacher: op determinism, which that turns on, stays on for the process)
     teacher: the teacher of params.yaml (the CNN) with that section, beside a convolution of its own
              shape, timed as the teacher trains it (no XLA for a CNN)
 
@@ -21,6 +23,7 @@ IMPORTS_STARTED = time.perf_counter()
 
 import argparse  # noqa: E402  (the imports are what the first figure times)
 import json  # noqa: E402
+import functools  # noqa: E402
 import math  # noqa: E402
 
 import common  # noqa: E402,F401  (first: it sets the environment TensorFlow reads at import)
@@ -29,7 +32,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bench import reference_distill, timed  # noqa: E402
-from common import architectures, data, feeding, losses, numerics, params, training, weights  # noqa: E402
+from common import architectures, data, feeding, losses, numerics, params, training, views, weights  # noqa: E402
 
 IMPORTS_S = time.perf_counter() - IMPORTS_STARTED
 OLD_ENGINE = params.Train(numerics="portable", strategy="default", jit_compile=False, steps_per_execution=1)
@@ -161,10 +164,10 @@ def main() -> None:
     label_loss = losses.label_loss()
     training.make_deterministic(recipe, engine)
 
-    def epochs_of(model, x, y, x_val, y_val, loss=None) -> dict:
+    def epochs_of(model, x, y, x_val, y_val, loss=None, **views_options) -> dict:
         clock = EpochClock()
         training.fit(model, recipe, engine, x, y, x_val, y_val, stage="bench", recipe_name="student", loss=loss,
-                   callbacks=[clock], keras_feeding=args.engine == "old")
+                   callbacks=[clock], keras_feeding=args.engine == "old", **views_options)
         return {"first_epoch_s": round(clock.seconds[0], 3), "epochs_s": [round(t, 3) for t in clock.seconds[1:]]}
 
     teacher = weights.load_teacher(config.teacher, dataset)
@@ -196,6 +199,16 @@ def main() -> None:
         result["reference_distill"] = epochs_of(reference, train.images, train.labels, val.images, val.labels, label_loss)
     else:
         result["matmul_gflops"] = matmul_gflops(recipe.batch_size, 784, recipe.hidden_units[0])
+        # The same distillation on consistent views (params.yaml's shift, flip and mixup), the teacher in the step.
+        training.make_deterministic(recipe, engine, config.teacher)
+        consistent = config.distill.model_copy(update={"views": "consistent"})
+        result["views_distill"] = epochs_of(
+            losses.ConsistentViewsDistiller(architectures.build(recipe, "distilled", dataset),
+                                            losses.DistillationLoss(consistent.temperature, consistent.alpha), teacher),
+            train.images, {"label": train.labels}, val.images, {"label": val.labels},
+            augment=functools.partial(views.consistent_views, settings=consistent, seed=recipe.seed + 2),
+            in_step=config.teacher,
+        )
     print(json.dumps(result))
 
 

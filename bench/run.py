@@ -146,6 +146,8 @@ def epoch_timings(repo: Repo, epochs: int, rounds: int = 3) -> dict:
         "teacher_logits_once_s": min(run["teacher_logits_s"] for run in runs["new"]),
         "student_speedup": round(old_student / new_student, 3),
         "distill_over_student_epoch": round(new_distill / new_student, 3),
+        "views_distill_epoch_s": fastest("new", "views_distill"),
+        "views_over_fixed_distill_epoch": round(fastest("new", "views_distill") / new_distill, 3),
         "reference_over_student_epoch": round(fastest("old", "reference_distill") / old_student, 3),
         "student_epoch_gflop": round(epoch_gflop, 2),
         "student_gflops": round(epoch_gflop / new_student, 1),
@@ -241,6 +243,9 @@ def markdown(results: dict) -> str:
         f"| distill epoch / student epoch (new engine) | {epochs['distill_over_student_epoch']:.3f} "
         f"({epochs['distill_epoch_s']:.3f} s / {epochs['student_epoch_s']:.3f} s) | {mark('distill_over_student_epoch')} |",
         f"| distill epoch, old engine | {epochs['old_distill_epoch_s']:.3f} s | for comparison |",
+        f"| consistent-views distill epoch (teacher in every step) / fixed-logits distill epoch | "
+        f"{epochs['views_over_fixed_distill_epoch']:.3f} ({epochs['views_distill_epoch_s']:.3f} s / "
+        f"{epochs['distill_epoch_s']:.3f} s) | for comparison |",
         f"| reference-style distill epoch (teacher every step) / student epoch, old engine | "
         f"{epochs['reference_over_student_epoch']:.3f} ({epochs['reference_distill_epoch_s']:.2f} s) | for comparison |",
         f"| first student epoch (tracing, XLA compilation), old / new | "

@@ -1,5 +1,6 @@
-"""The Hinton et al. (2015) distillation objective, on teacher logits computed once per run: on the
-labelled images alone, or with every training image as the transfer set (distill.transfer).
+"""The Hinton et al. (2015) distillation objective, on teacher logits computed once per run (on the
+labelled images alone, or with every training image as the transfer set: distill.transfer), or by
+the teacher inside each step, on the view the student sees (distill.views: consistent).
 
     loss = alpha * CE(y, student) + (1 - alpha) * T^2 * KL(softmax(teacher / T) || softmax(student / T))
 
@@ -31,11 +32,17 @@ class DistillationLoss:
             temperature=temperature, loss=keras.losses.KLDivergence()
         )
 
-    def terms(self, labels, teacher_logits, student_logits, transfer_logits=None):
+    def terms(self, labels, teacher_logits, student_logits, transfer_logits=None, partner_labels=None, mix=None):
         """(total, hard-label CE, T^2-scaled KL), each averaged over the batch. With `transfer_logits`,
         the student's logits for another batch (the transfer images), the KL term is taken on those
-        against `teacher_logits`, and the CE term on `student_logits` against `labels`."""
-        hard = self.hard(labels, student_logits)
+        against `teacher_logits`, and the CE term on `student_logits` against `labels`. With `mix`,
+        the images were blends, mix * image + (1 - mix) * partner (common/views.py), and the CE term
+        blends alike: mix * CE(labels) + (1 - mix) * CE(partner_labels), per image."""
+        if mix is None:
+            hard = self.hard(labels, student_logits)
+        else:
+            hard = (self.hard(labels, student_logits, sample_weight=mix)
+                    + self.hard(partner_labels, student_logits, sample_weight=1 - mix))
         soft = self.soft.compute_loss(teacher_logits, student_logits if transfer_logits is None else transfer_logits)
         return self.alpha * hard + (1 - self.alpha) * soft, hard, soft
 
@@ -57,8 +64,12 @@ class TeacherLogitsDistiller(keras.Model):
     def call(self, images, training=False):
         return self.student(images, training=training)
 
+    def teacher_logits(self, images, targets):
+        return targets["teacher_logits"]
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        total, hard, soft = self.objective.terms(y["label"], y["teacher_logits"], y_pred)
+        total, hard, soft = self.objective.terms(y["label"], self.teacher_logits(x, y), y_pred,
+                                                 partner_labels=y.get("partner_label"), mix=y.get("mix"))
         # Under tf.distribute, Keras losses come back divided by the replica count so that the
         # replicas' gradients add up; the logged terms should read as whole-batch means. Each batch
         # counts by its size, as Keras counts `loss`, so that a short last batch does not weigh as
@@ -100,3 +111,19 @@ class TransferSetDistiller(TeacherLogitsDistiller):
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         return keras.Model.compute_metrics(self, x, y["label"], y_pred["labelled"], sample_weight)
+
+
+class ConsistentViewsDistiller(TeacherLogitsDistiller):
+    """distill.views: consistent. The teacher, frozen, labels each batch inside the step: the batch is
+    a new random view every step (common/views.py), so no logits computed beforehand could match it.
+    Targets {"label"} and, for blended views, {"partner_label", "mix"}; validation batches are the
+    images as they are, labelled by the teacher the same way.
+    """
+
+    def __init__(self, student: keras.Model, loss: DistillationLoss, teacher: keras.Model, **kwargs):
+        super().__init__(student, loss, **kwargs)
+        teacher.trainable = False
+        self.teacher = teacher
+
+    def teacher_logits(self, images, targets):
+        return keras.ops.stop_gradient(self.teacher(images, training=False))

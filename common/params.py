@@ -154,6 +154,22 @@ class Distill(Section):
     # The images the soft term covers: the labelled ones (the student's train_fraction), or every
     # training image, labels unused (losses.TransferSetDistiller).
     transfer: Literal["labelled", "all"]
+    # fixed: the teacher's logits computed once, for the images as they are. consistent: a new random
+    # view of each batch every step, labelled by the teacher inside the step (common/views.py); the
+    # next three keys shape the view and apply to it alone.
+    views: Literal["fixed", "consistent"]
+    shift: Annotated[int, Field(ge=0, le=MAX_SIDE)]  # pixels, each way; below half the image's shorter side
+    flip: bool    # left-right, half of the images
+    mixup: bool   # blend each image with another at a uniform ratio; the hard term blends the labels alike
+
+    def views_problem(self, side: int | None) -> str | None:
+        if self.views == "consistent" and self.transfer == "all":
+            return (f"{PARAMS_FILE}: distill.views = consistent is invalid with distill.transfer = all: allowed "
+                    f"with transfer labelled (the teacher labels the student's batch), or views fixed")
+        if side is not None and 2 * self.shift >= side:
+            return (f"{PARAMS_FILE}: distill.shift = {self.shift} is invalid: allowed 0..{(side - 1) // 2}, "
+                    f"below half the images' {side}-pixel side")
+        return None
 
 
 class Evaluate(Section):
@@ -246,7 +262,8 @@ def validate(raw: Any) -> Params:
         raise UserError(_describe(error.errors()[0])) from None
     problems = (validated.data.problem(), validated.prepare.size_problem(validated.data),
                 validated.teacher.pass_problem("teacher"), validated.student.pass_problem("student"),
-                validated.blocks_problem(), validated.calibration_problem())
+                validated.blocks_problem(), validated.calibration_problem(),
+                validated.distill.views_problem(validated.image_side()))
     if problem := next((problem for problem in problems if problem), None):
         raise UserError(problem)
     return validated

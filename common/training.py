@@ -12,7 +12,7 @@ from dvclive.keras import DVCLiveCallback
 from common import callbacks as stopping, feeding, outputs
 from common.architectures import is_cnn
 from common.cli import UserError
-from common.params import Train, Training
+from common.params import Teacher, Train, Training
 
 
 def mirrored(strategy: str) -> bool:
@@ -20,10 +20,11 @@ def mirrored(strategy: str) -> bool:
     return strategy == "mirrored" or (strategy == "auto" and len(tf.config.list_logical_devices("GPU")) > 1)
 
 
-def use_xla(engine: Train, recipe: Training) -> bool:
+def use_xla(engine: Train, recipe: Training, in_step: Teacher | None = None) -> bool:
     """Whether training compiles with XLA. `auto` measures out as: yes for MLPs, whose CPU epochs it
     makes about 1.5 times faster with 16 steps a call (fused steps, no per-op dispatch); no for CNNs,
-    the teacher having trained about 5 times slower with XLA on CPU; never under
+    the teacher having trained about 5 times slower with XLA on CPU, nor for a step that runs a
+    teacher (`in_step`) that is a CNN or a file, whose layers are unknown; never under
     MirroredStrategy, where XLA fails to reach the other replicas' variables (TensorFlow 2.21)."""
     if mirrored(engine.strategy):
         if engine.jit_compile is True:
@@ -33,7 +34,7 @@ def use_xla(engine: Train, recipe: Training) -> bool:
             )
         return False
     if engine.jit_compile == "auto":
-        return not is_cnn(recipe)
+        return not is_cnn(recipe) and (in_step is None or (in_step.source == "train" and not is_cnn(in_step)))
     return engine.jit_compile
 
 
@@ -42,7 +43,7 @@ def steps_per_execution(engine: Train) -> int:
     return 1 if mirrored(engine.strategy) else engine.steps_per_execution
 
 
-def make_deterministic(recipe: Training, engine: Train) -> None:
+def make_deterministic(recipe: Training, engine: Train, in_step: Teacher | None = None) -> None:
     """Seeds Python, NumPy and TensorFlow: same params, same bits.
 
     Without XLA it also pins TensorFlow's op determinism. Keras turns XLA off whenever op determinism
@@ -50,7 +51,7 @@ def make_deterministic(recipe: Training, engine: Train) -> None:
     tests check byte for byte (same weights twice, and `dvc repro -f` leaving dvc.lock unchanged).
     """
     keras.utils.set_random_seed(recipe.seed)
-    if not use_xla(engine, recipe):
+    if not use_xla(engine, recipe, in_step):
         tf.config.experimental.enable_op_determinism()
 
 
@@ -74,6 +75,7 @@ def make_optimizer(recipe: Training, total_steps: int) -> keras.optimizers.Optim
 def fit(
     model: keras.Model, recipe: Training, engine: Train, x_train, y_train, x_val, y_val, *, stage: str,
     recipe_name: str, loss=None, monitor: str = "val_loss", curves_dir=None, callbacks=(), keras_feeding: bool = False,
+    augment=None, in_step: Teacher | None = None,
 ) -> dict:
     """Trains with early stopping on the validation metric `monitor` and restores the best epoch's weights.
 
@@ -86,6 +88,8 @@ def fit(
     `stage` and `recipe_name` (the params section of the recipe) name the run in a divergence error.
     With `curves_dir`, dvclive logs every epoch's train and validation metrics there; the folder
     appears only when training ends well. `callbacks` are added (the benchmark times epochs with one).
+    `augment` maps the training batches to what the model trains on (views.consistent_views), and
+    `in_step` is the teacher that the model runs inside each step, which the choice of XLA weighs.
     Returns a summary of the run for the stage's metrics file.
     """
     # Two streams (losses.TransferSetDistiller): an epoch is one pass over the transfer images.
@@ -99,13 +103,14 @@ def fit(
     else:
         batching = feeding.two_stream_batches if two_streams else feeding.epoch_batches
         # shuffle=False: the order is the batches' own (Keras would warn that it ignores True).
-        batches = {"x": batching(x_train, y_train, recipe.batch_size, steps, recipe.seed), "shuffle": False,
+        training_batches = batching(x_train, y_train, recipe.batch_size, steps, recipe.seed)
+        batches = {"x": augment(training_batches) if augment else training_batches, "shuffle": False,
                    "validation_data": feeding.validation_batches(x_val, y_val, recipe.batch_size)}
     model.compile(
         optimizer=make_optimizer(recipe, recipe.epochs * steps),
         loss=loss,
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=use_xla(engine, recipe),
+        jit_compile=use_xla(engine, recipe, in_step),
         steps_per_execution=steps_per_execution(engine),
     )
     early_stopping = keras.callbacks.EarlyStopping(

@@ -4,7 +4,9 @@ The distilled student has the student's architecture and recipe, so it differs f
 baseline only in its loss.
 """
 
-from common import architectures, cli, data, losses, outputs, params, training, weights
+import functools
+
+from common import architectures, cli, data, losses, outputs, params, training, views, weights
 
 
 def main() -> None:
@@ -16,20 +18,30 @@ def main() -> None:
     train = data.transfer_set(everything, recipe.train_fraction, recipe.seed)
     val = data.load_split("val", dataset)
     unlabelled_transfer = config.distill.transfer == "all"
+    consistent_views = config.distill.views == "consistent"
+    in_step = config.teacher if consistent_views else None
 
     strategy = training.distribution_strategy(config.train.strategy)
     # Seeded and built first, as in train.py, so it starts from the baseline student's initial weights.
-    training.make_deterministic(recipe, config.train)
+    training.make_deterministic(recipe, config.train, in_step)
     with strategy.scope():
         student = architectures.build(recipe, "distilled", dataset)
+        # In the strategy's scope: with consistent views each replica runs it.
+        teacher = weights.load_teacher(config.teacher, dataset)
 
-    teacher = weights.load_teacher(config.teacher, dataset)
-    # Once per run: there is no augmentation, so the teacher's logits for an image never change.
-    soft_split = everything if unlabelled_transfer else train
-    targets = {
-        name: {"label": split.labels, "teacher_logits": weights.predict_logits(teacher, soft)}
-        for name, split, soft in (("train", train, soft_split), ("val", val, val))
-    }
+    augment = None
+    if consistent_views:
+        # The teacher labels every step's view itself (losses.ConsistentViewsDistiller).
+        targets = {"train": {"label": train.labels}, "val": {"label": val.labels}}
+        # Its own seed, apart from the batch order's (recipe.seed) and the transfer stream's (+ 1).
+        augment = functools.partial(views.consistent_views, settings=config.distill, seed=recipe.seed + 2)
+    else:
+        # Once per run: the images never change, so neither do the teacher's logits for them.
+        soft_split = everything if unlabelled_transfer else train
+        targets = {
+            name: {"label": split.labels, "teacher_logits": weights.predict_logits(teacher, soft)}
+            for name, split, soft in (("train", train, soft_split), ("val", val, val))
+        }
     images = {"train": train.images, "val": val.images}
     if unlabelled_transfer:
         # Validation keeps one set of images: both streams see it, so val_hard_loss is the baseline's.
@@ -38,13 +50,16 @@ def main() -> None:
 
     with strategy.scope():
         objective = losses.DistillationLoss(config.distill.temperature, config.distill.alpha)
-        distiller = (losses.TransferSetDistiller if unlabelled_transfer else losses.TeacherLogitsDistiller)(student, objective)
+        if consistent_views:
+            distiller = losses.ConsistentViewsDistiller(student, objective, teacher)
+        else:
+            distiller = (losses.TransferSetDistiller if unlabelled_transfer else losses.TeacherLogitsDistiller)(student, objective)
         summary = training.fit(
             distiller, recipe, config.train, images["train"], targets["train"], images["val"], targets["val"],
             stage="distill", recipe_name="student", curves_dir=weights.curves_path("distilled"),
             # The baseline's rule: cross-entropy against the labels on validation. The KD objective's
             # scale changes with T and alpha, so selecting on it would make the two students incomparable.
-            monitor="val_hard_loss",
+            monitor="val_hard_loss", augment=augment, in_step=in_step,
         )
 
     weights.save_weights(student, weights.weights_path("distilled"))

@@ -208,3 +208,36 @@ def test_every_image_as_transfer_set_trains_and_reports_both_counts():
     assert summary["train_examples"] == 96 and summary["labelled_examples"] == 10
     assert summary["steps_per_epoch"] == 3  # one pass over the 96 transfer images at batch 32
     assert all(np.isfinite(value) for value in summary.values())
+
+
+def test_blended_images_blend_the_hard_term_per_image():
+    """mix * CE(label) + (1 - mix) * CE(partner_label), averaged over the batch."""
+    partners, mix = np.array([1, 0]), np.array([0.25, 0.9], dtype=np.float32)
+    _, hard, _ = losses.DistillationLoss(1.0, 0.5).terms(LABELS, TEACHER, STUDENT, partner_labels=partners, mix=mix)
+    log_probabilities = np.log(softmax(STUDENT))
+    rows = np.arange(2)
+    expected = np.mean(-(mix * log_probabilities[rows, LABELS] + (1 - mix) * log_probabilities[rows, partners]))
+    assert float(hard) == pytest.approx(expected, rel=1e-6)
+
+
+def test_with_consistent_views_the_teacher_labels_the_images_the_student_sees():
+    """The teacher runs inside the step on the batch given: the logged soft term is T^2 KL between
+    the teacher's and the student's logits for exactly those images, computed here with NumPy."""
+    training.make_deterministic(RECIPE, ENGINE)
+    student = architectures.build(RECIPE, "distilled", fashion_mnist.DATASET)
+    teacher = architectures.build(RECIPE.model_copy(update={"hidden_units": [16], "seed": 1}), "teacher", fashion_mnist.DATASET)
+    temperature, alpha = 2.0, 0.25
+    distiller = losses.ConsistentViewsDistiller(student, losses.DistillationLoss(temperature, alpha), teacher)
+    distiller.compile(optimizer="adam", metrics=["accuracy"])
+    rng = np.random.default_rng(4)
+    images, labels = rng.integers(0, 256, (6, 28, 28), dtype=np.uint8), rng.integers(0, 10, 6)
+    logged = distiller.evaluate(tf.data.Dataset.from_tensors((images, {"label": labels})), return_dict=True, verbose=0)
+    student_logits, teacher_logits = student.predict(images, verbose=0), teacher.predict(images, verbose=0)
+    soft = temperature**2 * kl(teacher_logits, student_logits, temperature)
+    assert logged["soft_loss"] == pytest.approx(soft, rel=1e-5)
+    assert logged["hard_loss"] == pytest.approx(cross_entropy(student_logits, labels), rel=1e-5)
+    # A training step moves the student only.
+    teacher_before = [weights.copy() for weights in teacher.get_weights()]
+    distiller.fit(tf.data.Dataset.from_tensors((images, {"label": labels})), epochs=1, shuffle=False, verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(teacher_before, teacher.get_weights()))
+    assert not np.array_equal(student_logits, student.predict(images, verbose=0))

@@ -32,7 +32,7 @@ def test_committed_params_are_valid():
     assert loaded.student.hidden_units == [128]
     assert loaded.distill.model_dump() == {
         "temperature": float(DEFAULTS["distill"]["temperature"]), "alpha": float(DEFAULTS["distill"]["alpha"]),
-        "transfer": "labelled",
+        "transfer": "labelled", "views": "fixed", "shift": 2, "flip": True, "mixup": True,
     }
     assert (loaded.data.source, loaded.teacher.source, loaded.student.arch) == ("fashion-mnist", "train", "mlp")
     assert loaded.train.strategy == "auto"
@@ -55,7 +55,11 @@ def test_committed_params_are_valid():
         ("prepare", "subset", 60_001, "params.yaml: prepare.subset = 60001 is invalid: allowed 10..60000, Fashion-MNIST's training images"),
         ("prepare", "val_size", 59_995, "params.yaml: prepare.val_size = 59995 is invalid: allowed 10..59990 for 60000 training images"),
         ("prepare", "val_size", 5, "params.yaml: prepare.val_size = 5 is invalid: allowed 10..59990 for 60000 training images"),
-        ("distill", "temprature", 8, "params.yaml: unknown key 'distill.temprature' (did you mean 'temperature'?); allowed here: temperature, alpha"),
+        ("distill", "temprature", 8, "params.yaml: unknown key 'distill.temprature' (did you mean 'temperature'?); allowed here: temperature, alpha, transfer, views, shift, flip, mixup"),
+        ("distill", "views", "random", "params.yaml: distill.views = 'random' is invalid: input should be 'fixed' or 'consistent'"),
+        ("distill", "shift", 14, "params.yaml: distill.shift = 14 is invalid: allowed 0..13, below half the images' 28-pixel side"),
+        ("distill", "shift", -1, "params.yaml: distill.shift = -1 is invalid: input should be greater than or equal to 0"),
+        ("distill", "mixup", "yes", "params.yaml: distill.mixup = 'yes' is invalid: input should be a valid boolean"),
         (None, "sed", 1, "params.yaml: unknown key 'sed' (did you mean 'seed'?); allowed here: seed, data, prepare, train, teacher, student, distill, evaluate, export"),
         ("distill", "alpha", KeyError, "params.yaml: missing key 'distill.alpha'"),
         ("student", "seed", -1, "params.yaml: student.seed = -1 is invalid: input should be greater than or equal to 0"),
@@ -113,6 +117,15 @@ def test_the_bounds_that_depend_on_other_keys_hold_at_their_edges():
     small["export"]["calibration_images"] = 1501
     with pytest.raises(UserError, match=r"calibration_images = 1501 is invalid: allowed 1\.\.1500"):
         params.validate(small)
+
+
+def test_consistent_views_take_the_labelled_images_as_transfer_set():
+    raw = with_value("distill", "views", "consistent")
+    assert params.validate(raw).distill.views == "consistent"
+    raw["distill"]["transfer"] = "all"
+    with pytest.raises(UserError, match=r"^params.yaml: distill.views = consistent is invalid with distill.transfer = all: "
+                                        r"allowed with transfer labelled \(the teacher labels the student's batch\), or views fixed$"):
+        params.validate(raw)
 
 
 def test_integers_are_accepted_where_floats_belong():

@@ -17,6 +17,7 @@ pytestmark = pytest.mark.e2e
 @pytest.mark.parametrize("section, change, expected", [
     ("distill", {"temperature": 8}, {"check_params", "distill", "evaluate", "export"}),
     ("distill", {"transfer": "all"}, {"check_params", "distill", "evaluate", "export"}),
+    ("distill", {"views": "consistent", "mixup": False}, {"check_params", "distill", "evaluate", "export"}),
     # The transfer set is a student param like the rate: both students retrain, the teacher does not.
     ("student", {"learning_rate": 1e-05, "train_fraction": 0.5},
      {"check_params", "train@student", "distill", "evaluate", "export"}),
@@ -75,3 +76,16 @@ def test_every_training_image_as_transfer_set_distils_on_a_tenth_of_the_labels(r
     assert distilled["train_examples"] == 1500 and distilled["labelled_examples"] == 150
     student = json.loads(repo.read("metrics/training/student.json"))
     assert student["train_examples"] == 150
+
+
+def test_consistent_views_distil_with_the_teacher_in_the_step_and_repeat_bit_for_bit(repo, reproduced, restore):
+    """`distill.views: consistent`: only distill and what follows rerun, and forcing distill again
+    leaves its outputs' digests in dvc.lock as they were."""
+    result = repo.attempt(sys.executable, "-m", "dvc", "exp", "run", "-S", "distill.views=consistent")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert stages_run(result.stdout) == {"check_params", "distill", "evaluate", "export"}
+    distilled = json.loads(repo.read("metrics/training/distilled.json"))
+    assert distilled["soft_loss"] > 0 and distilled["val_accuracy"] > 0.3  # chance is 0.1
+    first = repo.lock_entries()["distill"]["outs"]
+    repo.dvc("repro", "-f", "-s", "distill")
+    assert repo.lock_entries()["distill"]["outs"] == first
