@@ -160,6 +160,24 @@ def comparable(frame: pd.DataFrame, baseline: dict) -> pd.DataFrame:
     return frame[keep]
 
 
+def recipe_changes(frame: pd.DataFrame, baseline: dict) -> pd.Series:
+    """Per run, the recipe params (recipe_columns) where it departs from `baseline`, as text:
+    "distill.views=consistent, student.min_steps=10000", in key order; empty for a run comparable to it. A param the
+    run does not have counts as the baseline's, as in `comparable`."""
+    expected = flatten(baseline, "params")
+    changes = pd.Series([[] for _ in range(len(frame))], index=frame.index, dtype=object)
+    for column in recipe_columns(frame):
+        differs = frame[column].notna() & ~equals(frame[column], expected.get(column))
+        for index in frame.index[differs]:
+            changes[index] = [*changes[index], f"{column.removeprefix('params.')}={plain(frame.at[index, column])}"]
+    return changes.map(lambda names: ", ".join(sorted(names)))
+
+
+def plain(value) -> str:
+    """A param as a -S override writes it: 10000, not 10000.0."""
+    return f"{value:g}" if isinstance(value, float) and value.is_integer() else str(value)
+
+
 def equals(column: pd.Series, value) -> pd.Series:
     """Which cells hold `value`. A column that also holds text ("null", "auto") is read as text, so a
     number in it is compared as a number: "2000" and 2000, "1000.0" and 1000 are the same param."""

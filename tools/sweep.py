@@ -2,6 +2,7 @@
 
     python -m tools.sweep select [--dry-run]    # every T x alpha cell, 2 seeds, each size, both teachers
     python -m tools.sweep verdict [--dry-run]   # more seeds for each size's chosen cell (after `make collect`)
+    python -m tools.sweep views [--dry-run]     # consistent views: fixed recipes, the verdict seeds only
 
 --dry-run prints the runs instead, one line of params overrides each: the grid file that
 tools/fanout.py spreads over many machines.
@@ -10,6 +11,9 @@ The selection phase runs the grid at each transfer-set size for each teacher. Th
 reports/runs.csv, takes the cell chosen on validation at each size, and queues the seeds it still
 lacks: 5 in all, 10 on the full training set, seeds 2 onwards, never the selection seeds. Both
 phases skip runs already recorded with the code being queued.
+
+The views phase runs recipes fixed before any of them ran (VIEWS_RUNS: T = 1, alpha = 0, as the
+calibration runs had them), so no seed chooses anything and every seed is a verdict seed.
 """
 
 import argparse
@@ -17,6 +21,9 @@ import itertools
 import subprocess
 import sys
 
+import pandas as pd
+
+from common import params
 from tools import records
 
 # The MLP teacher is the reference code's network, at its batch size and epoch count; the CNN teacher is
@@ -36,6 +43,45 @@ def verdict_seeds(fraction: float) -> range:
     T and alpha never count in the verdict, where they would favour the distilled side."""
     first = max(SELECTION_SEEDS) + 1
     return range(first, first + (10 if fraction == 1 else 5))
+
+
+# Consistent views, in the order they answer the issue's questions: 1% of the labels with a patient
+# schedule (10,000 steps, for both students), full data for each student architecture, then one seed
+# of patience at 1% (1,000 steps) and 10% (30 against 300 epochs).
+VIEWS = ("distill.views=consistent", "distill.temperature=1", "distill.alpha=0")
+VIEWS_RUNS = (
+    (("student.train_fraction=0.01", "student.arch=mlp", "student.min_steps=10000", *VIEWS), range(2, 7)),
+    (("student.train_fraction=1.0", "student.arch=mlp", *VIEWS), range(2, 7)),
+    (("student.train_fraction=1.0", "student.arch=cnn", *VIEWS), range(2, 7)),
+    (("student.train_fraction=0.01", "student.arch=mlp", "student.min_steps=1000", *VIEWS), range(2, 3)),
+    (("student.train_fraction=0.1", "student.arch=mlp", "student.epochs=30", *VIEWS), range(2, 3)),
+    (("student.train_fraction=0.1", "student.arch=mlp", "student.epochs=300", *VIEWS), range(2, 3)),
+)
+
+
+def holds(runs, setting: str):
+    """Which records have the param `key=value` of a -S override. Each set in VIEWS_RUNS names
+    every param it changes or that another set changes, so that no set matches another's runs."""
+    key, value = setting.split("=", 1)
+    column = f"params.{key}"
+    if column not in runs.columns:
+        return pd.Series(False, index=runs.index)
+    parsed = params.parse_yaml(value)
+    return records.equals(runs[column], parsed)
+
+
+def views_runs(runs) -> list[list[str]]:
+    """The -S sets of VIEWS_RUNS not yet recorded with this code, one per seed."""
+    wanted = []
+    for settings, seeds in VIEWS_RUNS:
+        for seed in seeds:
+            run = [*settings, f"student.seed={seed}"]
+            match = pd.Series(True, index=runs.index)
+            for setting in run:
+                match &= holds(runs, setting)
+            if runs.empty or not match.any():
+                wanted.append(run)
+    return wanted
 
 
 def recorded(runs, teacher: str, fraction: float, seed: int, temperature: float, alpha: float) -> bool:
@@ -98,24 +144,30 @@ def batches(wanted: list[tuple]) -> list[list[str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("phase", choices=("select", "verdict"))
+    parser.add_argument("phase", choices=("select", "verdict", "views"))
     parser.add_argument("--dry-run", action="store_true", help="print the runs, one per line, instead of queueing them")
     args = parser.parse_args()
 
-    runs = records.load_comparable()
+    # The views runs differ from params.yaml's recipe on purpose: every record is a candidate.
+    runs = records.load() if args.phase == "views" else records.load_comparable()
     # Only runs of the code being queued count as done: a cell never mixes code versions.
     current = records.code_version("HEAD")
     runs = runs[runs[records.CODE] == current] if records.CODE in runs.columns else runs.iloc[0:0]
-    wanted = selection_runs(runs) if args.phase == "select" else verdict_runs(runs)
+    if args.phase == "views":
+        lines = views_runs(runs)
+        queued = lines
+    else:
+        wanted = selection_runs(runs) if args.phase == "select" else verdict_runs(runs)
+        lines, queued = [overrides(*run) for run in wanted], batches(wanted)
     if args.dry_run:
-        for run in wanted:
-            print(" ".join(overrides(*run)))
-        print(f"{len(wanted)} runs to queue, or to spread over machines with tools.fanout", file=sys.stderr)
+        for run in lines:
+            print(" ".join(run))
+        print(f"{len(lines)} runs to queue, or to spread over machines with tools.fanout", file=sys.stderr)
         return
-    for sets in batches(wanted):
+    for sets in queued:
         command = ["dvc", "exp", "run", "--queue", *itertools.chain.from_iterable(("-S", item) for item in sets)]
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    print(f"{len(wanted)} experiments queued; run them with `dvc queue start -j 2`", file=sys.stderr)
+    print(f"{len(lines)} experiments queued; run them with `dvc queue start -j 2`", file=sys.stderr)
 
 
 if __name__ == "__main__":
