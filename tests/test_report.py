@@ -57,13 +57,18 @@ def frame(*experiments: dict) -> pd.DataFrame:
 
 def test_a_record_holds_every_param_and_the_metrics_of_selection_and_verdict():
     rows = records.from_exp_show(exp_show(exp_data(fraction=0.03, seed=4, temperature=2, alpha=0)))
-    assert len(rows) == 1  # the commit itself has no data; the workspace row is never a run
+    assert len(rows) == 1  # the workspace row is never a run
     row = rows[0]
     assert (row["experiment"], row["commit"]) == ("exp-0", "a" * 40)
     assert (row[records.FRACTION], row[records.SEED], row[records.TEMPERATURE], row[records.ALPHA]) == (0.03, 4, 2, 0)
     assert row["params.teacher.conv_filters"] == "[32, 64]"
     assert (row[records.SELECT_ON], row[records.TIE_BREAK], row["val.student.loss"]) == (0.8, 0.5, 0.6)
     assert (row["test.teacher.accuracy"], row["test.student.accuracy"], row["test.distilled.accuracy"]) == (0.92, 0.8, 0.82)
+
+
+def test_a_commits_own_pipeline_run_is_not_a_record():
+    rows = records.from_exp_show(exp_show(exp_data(seed=3), commit_data=exp_data(seed=42, fraction=1.0)))
+    assert [row[records.SEED] for row in rows] == [3]
 
 
 def test_failed_and_older_runs_are_not_records_and_later_params_do_not_matter():

@@ -72,7 +72,9 @@ def record(name: str, commit: str, data: dict) -> dict | None:
 
 
 def from_exp_show(exp_show: list) -> list[dict]:
-    """Every finished experiment in `dvc exp show --json` output, and every commit's workspace run."""
+    """Every finished experiment in `dvc exp show --json` output. A commit's own metrics are not a
+    record: they are the default pipeline's run (student seed 42), which would enter the curve's
+    baseline as one more seed of a sweep that never queued it."""
     rows = []
     for commit in exp_show:
         if commit["rev"] == "workspace":
@@ -83,7 +85,6 @@ def from_exp_show(exp_show: list) -> list[dict]:
             for revision in experiment.get("revs") or []:
                 name = revision.get("name") or experiment.get("name") or revision["rev"][:7]
                 rows.append(record(name, commit["rev"], revision.get("data") or {}))
-        rows.append(record(commit.get("name") or commit["rev"][:7], commit["rev"], commit.get("data") or {}))
     return [row for row in rows if row]
 
 
