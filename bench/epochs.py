@@ -22,8 +22,8 @@ import time
 IMPORTS_STARTED = time.perf_counter()
 
 import argparse  # noqa: E402  (the imports are what the first figure times)
-import json  # noqa: E402
 import functools  # noqa: E402
+import json  # noqa: E402
 import math  # noqa: E402
 
 import common  # noqa: E402,F401  (first: it sets the environment TensorFlow reads at import)
