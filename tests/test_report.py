@@ -259,13 +259,13 @@ def test_recipe_changes_name_each_departure_from_params_and_nothing_else():
     assert changes == ["", "student.min_steps=10000", "distill.mixup=False, distill.views=consistent"]
 
 
-def test_views_phase_queues_each_fixed_recipe_seed_not_yet_recorded():
-    first, seeds = sweep.VIEWS_RUNS[0]
+def test_fixed_phase_queues_each_fixed_recipe_seed_not_yet_recorded():
+    first, seeds = sweep.FIXED_RUNS[0]
     assert set(seeds).isdisjoint(sweep.SELECTION_SEEDS)
-    everything = sweep.views_runs(pd.DataFrame())
-    assert len(everything) == sum(len(seeds) for _, seeds in sweep.VIEWS_RUNS)
+    everything = sweep.fixed_runs(pd.DataFrame())
+    assert len(everything) == sum(len(seeds) for _, seeds in sweep.FIXED_RUNS)
     done = frame(exp_data(seed=2, fraction=0.01, temperature=1, alpha=0, min_steps=10000, distill_changes={"views": "consistent"}))
-    remaining = sweep.views_runs(done)
+    remaining = sweep.fixed_runs(done)
     assert [*first, "student.seed=2"] in everything and [*first, "student.seed=2"] not in remaining
     assert len(remaining) == len(everything) - 1
 

@@ -2,7 +2,7 @@
 
     python -m tools.sweep select [--dry-run]    # every T x alpha cell, 2 seeds, each size, both teachers
     python -m tools.sweep verdict [--dry-run]   # more seeds for each size's chosen cell (after `make collect`)
-    python -m tools.sweep views [--dry-run]     # consistent views: fixed recipes, the verdict seeds only
+    python -m tools.sweep fixed [--dry-run]     # recipes fixed in advance (views, transfer set): verdict seeds only
 
 --dry-run prints the runs instead, one line of params overrides each: the grid file that
 tools/fanout.py spreads over many machines.
@@ -12,8 +12,8 @@ reports/runs.csv, takes the cell chosen on validation at each size, and queues t
 lacks: 5 in all, 10 on the full training set, seeds 2 onwards, never the selection seeds. Both
 phases skip runs already recorded with the code being queued.
 
-The views phase runs recipes fixed before any of them ran (VIEWS_RUNS: T = 1, alpha = 0, as the
-calibration runs had them), so no seed chooses anything and every seed is a verdict seed.
+The fixed phase runs recipes fixed before any of them ran (FIXED_RUNS: T = 1, alpha = 0, as the
+calibration runs had them), so no seed chooses anything; they run on the verdict seeds all the same.
 """
 
 import argparse
@@ -45,35 +45,43 @@ def verdict_seeds(fraction: float) -> range:
     return range(first, first + (10 if fraction == 1 else 5))
 
 
-# Consistent views, in the order they answer the issue's questions: 1% of the labels with a patient
-# schedule (10,000 steps, for both students), full data for each student architecture, then one seed
-# of patience at 1% (1,000 steps) and 10% (30 against 300 epochs).
+# Recipes fixed in advance, in the order they answer the issue's questions: consistent views at 1%
+# of the labels with a patient schedule (10,000 steps, for both students), at full data for each
+# student architecture, one seed of patience at 1% (1,000 steps) and 10% (30 against 300 epochs),
+# and every training image as transfer set at 1%.
 VIEWS = ("distill.views=consistent", "distill.temperature=1", "distill.alpha=0")
-VIEWS_RUNS = (
+TRANSFER_ALL = ("distill.views=fixed", "distill.transfer=all", "distill.temperature=1", "distill.alpha=0")
+FIXED_RUNS = (
     (("student.train_fraction=0.01", "student.arch=mlp", "student.min_steps=10000", *VIEWS), range(2, 7)),
     (("student.train_fraction=1.0", "student.arch=mlp", *VIEWS), range(2, 7)),
     (("student.train_fraction=1.0", "student.arch=cnn", *VIEWS), range(2, 7)),
     (("student.train_fraction=0.01", "student.arch=mlp", "student.min_steps=1000", *VIEWS), range(2, 3)),
     (("student.train_fraction=0.1", "student.arch=mlp", "student.epochs=30", *VIEWS), range(2, 3)),
     (("student.train_fraction=0.1", "student.arch=mlp", "student.epochs=300", *VIEWS), range(2, 3)),
+    (("student.train_fraction=0.01", "student.arch=mlp", "student.min_steps=1000", *TRANSFER_ALL), range(2, 7)),
 )
 
 
+# What a param's absence from a record means: the behaviour before the param existed.
+DEFAULTS_BEFORE = {"distill.views": "fixed", "distill.transfer": "labelled"}
+
+
 def holds(runs, setting: str):
-    """Which records have the param `key=value` of a -S override. Each set in VIEWS_RUNS names
-    every param it changes or that another set changes, so that no set matches another's runs."""
+    """Which records have the param `key=value` of a -S override. Each set in FIXED_RUNS names
+    every param it changes or that another set changes, so that no set matches another's runs; a
+    record from before a param existed has its default (distill.views: fixed)."""
     key, value = setting.split("=", 1)
     column = f"params.{key}"
-    if column not in runs.columns:
-        return pd.Series(False, index=runs.index)
     parsed = params.parse_yaml(value)
-    return records.equals(runs[column], parsed)
+    if column not in runs.columns:
+        return pd.Series(parsed == DEFAULTS_BEFORE.get(key), index=runs.index)
+    return records.equals(runs[column], parsed) | (runs[column].isna() & (parsed == DEFAULTS_BEFORE.get(key)))
 
 
-def views_runs(runs) -> list[list[str]]:
-    """The -S sets of VIEWS_RUNS not yet recorded with this code, one per seed."""
+def fixed_runs(runs) -> list[list[str]]:
+    """The -S sets of FIXED_RUNS not yet recorded with this code, one per seed."""
     wanted = []
-    for settings, seeds in VIEWS_RUNS:
+    for settings, seeds in FIXED_RUNS:
         for seed in seeds:
             run = [*settings, f"student.seed={seed}"]
             match = pd.Series(True, index=runs.index)
@@ -144,17 +152,17 @@ def batches(wanted: list[tuple]) -> list[list[str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("phase", choices=("select", "verdict", "views"))
+    parser.add_argument("phase", choices=("select", "verdict", "fixed"))
     parser.add_argument("--dry-run", action="store_true", help="print the runs, one per line, instead of queueing them")
     args = parser.parse_args()
 
-    # The views runs differ from params.yaml's recipe on purpose: every record is a candidate.
-    runs = records.load() if args.phase == "views" else records.load_comparable()
+    # The fixed recipes differ from params.yaml's on purpose: every record is a candidate.
+    runs = records.load() if args.phase == "fixed" else records.load_comparable()
     # Only runs of the code being queued count as done: a cell never mixes code versions.
     current = records.code_version("HEAD")
     runs = runs[runs[records.CODE] == current] if records.CODE in runs.columns else runs.iloc[0:0]
-    if args.phase == "views":
-        lines = views_runs(runs)
+    if args.phase == "fixed":
+        lines = fixed_runs(runs)
         queued = lines
     else:
         wanted = selection_runs(runs) if args.phase == "select" else verdict_runs(runs)
