@@ -213,9 +213,10 @@ def test_report_files_from_the_records_alone(tmp_path):
         for arch in sweep.TEACHERS for fraction in (0.01, 0.03, 0.1) for a in sweep.ALPHAS for t in sweep.TEMPERATURES
         for seed in (range(7) if (t, a) == (2, 0) else sweep.SELECTION_SEEDS)
     ]
-    # Three runs with every image as transfer set, T and alpha fixed: gains 0.10, 0.11, 0.12 over 0.78.
+    # Five runs with every image as transfer set, T and alpha fixed: gains 0.10 to 0.14 over 0.78, of which
+    # seeds 2 to 4 count (0.12, 0.13, 0.14): seeds 0 and 1 are selection seeds.
     experiments += [exp_data(fraction=0.01, seed=seed, transfer="all", temperature=1, alpha=0, student=0.78,
-                             distilled=0.88 + 0.01 * seed) for seed in range(3)]
+                             distilled=0.88 + 0.01 * seed) for seed in range(5)]
     # Five with consistent views and a longer schedule: gains 0.06 + 0.001 * seed over 0.78, teacher 0.92:
     # 0.062 / 0.14 = 44% of the gap.
     views = {"views": "consistent"}
@@ -233,18 +234,18 @@ def test_report_files_from_the_records_alone(tmp_path):
     assert transfer["recipe"] == "distill.transfer=all"
     assert views["recipe"] == "distill.views=consistent, student.min_steps=10000"
     assert (transfer["teacher"], transfer["fraction"], transfer["temperature"], transfer["alpha"]) == ("cnn", 0.01, 1.0, 0.0)
-    assert transfer["seeds"] == [0, 1, 2] and transfer["gain"] == pytest.approx([0.11, 0.01])
+    assert transfer["seeds"] == [2, 3, 4] and transfer["gain"] == pytest.approx([0.13, 0.01])
     assert views["seeds"] == [2, 3, 4, 5, 6] and views["gap_recovered"] == pytest.approx(0.064 / 0.14)
     assert [(r["teacher"], r["fraction"], r["temperature"], r["alpha"], len(r["seeds"])) for r in summary["results"]] == [
         (arch, fraction, 2.0, 0.0, 5) for arch in sweep.TEACHERS for fraction in (0.01, 0.03, 0.1)
     ]
     readme = (out / "README.md").read_text()
     assert "## Variants: every training image as transfer set, consistent views" in readme
-    assert "| distill.transfer=all | cnn | 1% | 1 | 0 | 3 | 0.9200 | 0.7800 ± 0.0000 | 0.8900 ± 0.0100 | +0.1100 |" in readme
+    assert "| distill.transfer=all | cnn | 1% | 1 | 0 | 3 (2-4) | 0.9200 | 0.7800 ± 0.0000 | 0.9100 ± 0.0100 | +0.1300 |" in readme
     # Three seeds are too few for the 60% target, whatever the gain; five with 46% meet the 40% one.
-    assert "- distill.transfer=all, CNN teacher, 1% labelled, 3 seeds: helps, gain +11.00 points" in readme
+    assert "- distill.transfer=all (T = 1, alpha = 0), CNN teacher, 1% labelled, 3 seeds: helps, gain +13.00 points" in readme
     assert "of the gap; target 60%: not judged on 3 of 5 seeds." in readme
-    assert "- distill.views=consistent, student.min_steps=10000, CNN teacher, 1% labelled, 5 seeds: helps, gain +6.40 points" in readme
+    assert "- distill.views=consistent, student.min_steps=10000 (T = 1, alpha = 0), CNN teacher, 1% labelled, 5 seeds: helps, gain +6.40 points" in readme
     assert "46% of the gap; target 40%: met." in readme
     assert "- CNN teacher, 1% of the training images: gain +0.0240 (p = " in readme
     assert "CNN teacher: the gain stops being significant at 10% of the training images" in readme

@@ -283,9 +283,11 @@ def curve(results: list[dict], runs: pd.DataFrame, path: Path, extra: list[dict]
 def variants(runs: pd.DataFrame) -> list[dict]:
     """A verdict per recipe change, teacher, size, T, alpha and code version, for the runs outside the
     sweep (records.recipe_changes names how each departs from params.yaml): their T and alpha were
-    fixed before they ran, so every seed counts, none was used to choose."""
+    fixed before they ran, so none was used to choose. They count on the sweep's verdict seeds alone
+    all the same, so that every verdict in the report stands on seeds disjoint from its selection seeds."""
     results = []
     keys = [RECIPE, records.ARCH, records.FRACTION, records.TEMPERATURE, records.ALPHA, records.CODE]
+    runs = runs[~runs[records.SEED].isin(list(sweep.SELECTION_SEEDS))]
     for (recipe, teacher, fraction, temperature, alpha, code), cell in runs.groupby(keys, sort=True):
         results.append({"recipe": recipe, "teacher": teacher, "fraction": float(fraction), "temperature": float(temperature),
                         "alpha": float(alpha), "code": [str(code)], "seeds_wanted": len(cell), **verdict(cell)})
@@ -304,11 +306,17 @@ def variant_table(results: list[dict]) -> str:
         agreement = "–" if distilled_agreement is None else f"{student_agreement:.3f} / {distilled_agreement:.3f}"
         lines.append(
             f"| {result['recipe']} | {result['teacher']} | {result['fraction']:.0%} | {result['temperature']:g} | "
-            f"{result['alpha']:g} | {len(result['seeds'])} | {result['teacher_accuracy']:.4f} | {_pm(result['student'])} | "
+            f"{result['alpha']:g} | {seeds_cell(result['seeds'])} | {result['teacher_accuracy']:.4f} | {_pm(result['student'])} | "
             f"{_pm(result['distilled'])} | {result['gain'][0]:+.4f} | {'–' if low is None else f'[{low:+.4f}, {high:+.4f}]'} | "
             f"{_p(result['p_value'])} | {result['gap_recovered']:+.0%} | {agreement} | {result['code'][0]} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def seeds_cell(seeds: list[int]) -> str:
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{len(seeds)} ({seeds[0]}-{seeds[-1]})"
+    return f"{len(seeds)} ({', '.join(map(str, seeds))})"
 
 
 # The issue's targets for the variants at 1% of the labels, with the CNN teacher: the share of the
@@ -335,7 +343,8 @@ def variant_findings(results: list[dict]) -> list[str]:
         direction = "helps" if significant(result) else (
             "hurts" if result["p_value"] is not None and result["p_value"] < SIGNIFICANCE else "no significant change")
         lines.append(
-            f"- {result['recipe']}, {TEACHER_NAMES[result['teacher']]}, {result['fraction']:.0%} labelled, "
+            f"- {result['recipe']} (T = {result['temperature']:g}, alpha = {result['alpha']:g}), "
+            f"{TEACHER_NAMES[result['teacher']]}, {result['fraction']:.0%} labelled, "
             f"{len(result['seeds'])} seeds: {direction}, gain {result['gain'][0] * 100:+.2f} points "
             f"(p = {_p(result['p_value'])}), {result['gap_recovered']:.0%} of the gap{verdict_text}."
         )
@@ -354,7 +363,8 @@ def write_report(runs: pd.DataFrame, out: Path, others: pd.DataFrame | None = No
     outputs.write_text(
         out / "README.md",
         "# When does distillation help? Labels, unlabelled transfer images and consistent views\n\n"
-        f"Written by `make report` from [runs.csv](runs.csv) alone ({len(runs) + len(extra and others)} runs). Each point: a "
+        f"Written by `make report` from [runs.csv](runs.csv) alone ({len(runs) + len(others if others is not None else ())} "
+        "runs). Each point: a "
         "student trained on a stratified share of the training split with its labels, and distilled with the teacher. "
         "Teachers always train on every training image; validation and test never change. The sweep (KD on the labelled "
         "images, T and alpha chosen on validation) uses the 784-128-10 MLP student; each variant names what it changes.\n\n"
@@ -371,7 +381,8 @@ def write_report(runs: pd.DataFrame, out: Path, others: pd.DataFrame | None = No
         + grid_table(results)
         + (("\n## Variants: every training image as transfer set, consistent views, other students and schedules\n\n"
             "Each row departs from params.yaml as its first column says (and by teacher, size, T and alpha). T and "
-            "alpha were fixed before the runs, so no seed was used to choose; paired by student seed as above, against "
+            "alpha were fixed before the runs, so no seed was used to choose; even so only the verdict seeds count ("
+            + ", ".join(map(str, sweep.SELECTION_SEEDS)) + " left out). Paired by student seed as above, against "
             "a baseline trained with the same student recipe. Agreement: top-1 agreement with the teacher on the test "
             "set.\n\n" + variant_table(extra))
            if extra else ""),
