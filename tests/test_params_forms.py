@@ -134,6 +134,10 @@ for model in ("teacher", "student"):
 VALID_TEXT |= {
     "student.train_fraction": written_floats(fractions),
     "distill.transfer": st.sampled_from(["labelled", "all"]),
+    "distill.views": st.sampled_from(["fixed", "consistent"]),
+    "distill.shift": written_ints(st.integers(min_value=0, max_value=13)),
+    "distill.flip": st.sampled_from(["true", "false", "True", "FALSE"]),
+    "distill.mixup": st.sampled_from(["true", "false", "True", "FALSE"]),
     "data.source": st.sampled_from(["fashion-mnist", "folder"]),
     "data.path": st.sampled_from(["data/images", "my_images", "data/shoes/train"]),
     "data.layout": st.sampled_from(["classes", "train_test"]),
@@ -150,9 +154,10 @@ VALID_TEXT |= {
 
 FLOAT_NAMES = ("temperature", "alpha", "learning_rate", "decay_alpha", "dropout", "train_fraction", "test_fraction",
                "norm_momentum")
-WORDS = ("distill.transfer", "train.numerics", "train.strategy", "teacher.arch", "student.arch", "data.source", "data.path", "data.layout",
+WORDS = ("distill.transfer", "distill.views", "train.numerics", "train.strategy", "teacher.arch", "student.arch", "data.source", "data.path", "data.layout",
          "teacher.source", "teacher.path", "teacher.inputs", "teacher.outputs")
-TEXT_KEYS = (*WORDS, "train.jit_compile")
+BOOLEANS = ("distill.flip", "distill.mixup")
+TEXT_KEYS = (*WORDS, *BOOLEANS, "train.jit_compile")
 
 
 def expected_value(key: str, text: str):
@@ -166,6 +171,8 @@ def expected_value(key: str, text: str):
         return text
     if key == "train.jit_compile":
         return text if text == "auto" else text.lower() == "true"
+    if key in BOOLEANS:
+        return text.lower() == "true"
     return int(text)
 
 
