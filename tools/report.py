@@ -219,7 +219,7 @@ def series(results: list[dict], runs: pd.DataFrame, extra: list[dict]) -> list[d
     lines = [{"label": "student (labels only)", "points": [
         {"fraction": fraction, "accuracy": float(group["test.student.accuracy"].mean()),
          "spread": float(group["test.student.accuracy"].std()) if len(group) > 1 else 0.0,
-         "agreement": mean_of(group, "test.student.agreement"), "gain": None}
+         "agreement": mean_of(group, "test.student.agreement"), "gain": None, "seeds": len(group)}
         for fraction, group in baseline if fraction in sweep.FRACTIONS]}]
     groups = [(f"KD, labelled images, {TEACHER_NAMES[teacher]}", [r for r in results if r["teacher"] == teacher])
               for teacher in TEACHER_NAMES]
@@ -227,13 +227,17 @@ def series(results: list[dict], runs: pd.DataFrame, extra: list[dict]) -> list[d
     for result in extra:
         key = (result["recipe"], result["teacher"], result["temperature"], result["alpha"], result["code"][0])
         names.setdefault(key, []).append(result)
-    groups += [(f"{recipe}, {TEACHER_NAMES[teacher]}, T={temperature:g}, alpha={alpha:g}", mine)
-               for (recipe, teacher, temperature, alpha, _), mine in names.items()]
+    labels = [f"{recipe}, {TEACHER_NAMES[teacher]}, T={temperature:g}, alpha={alpha:g}"
+              for recipe, teacher, temperature, alpha, _ in names]
+    # The same recipe under two code versions: two lines, told apart by their version.
+    groups += [(label + (f" [{key[-1]}]" if labels.count(label) > 1 else ""), mine)
+               for label, (key, mine) in zip(labels, names.items())]
     for label, mine in groups:
         if mine:
             lines.append({"label": label, "points": [
                 {"fraction": r["fraction"], "accuracy": r["distilled"][0], "spread": r["distilled"][1] or 0.0,
-                 "agreement": r["agreement"][1], "gain": (r["gain"][0], r["gain_ci95"])} for r in mine]})
+                 "agreement": r["agreement"][1], "gain": (r["gain"][0], r["gain_ci95"]), "seeds": len(r["seeds"])}
+                for r in mine]})
     return lines
 
 
@@ -241,28 +245,37 @@ def curve(results: list[dict], runs: pd.DataFrame, path: Path, extra: list[dict]
     """Test accuracy, KD gain (95% band) and top-1 agreement with the teacher against the labelled
     share (log scale): the baseline, KD on the labelled images and every variant recorded."""
     plt = _pyplot()
+    lines = series(results, runs, list(extra))
     figure, (top, middle, bottom) = plt.subplots(3, 1, figsize=(8, 11), dpi=110, sharex=True, height_ratios=(3, 2, 2))
     fractions = list(sweep.FRACTIONS)
-    lines = series(results, runs, list(extra))
-    colors = plt.get_cmap("tab10").colors
+    # tab20's dark shades, then its light ones, the baseline's orange left out: 18 lines of their own colours.
+    shades = plt.get_cmap("tab20").colors
+    palette = [shade for index, shade in enumerate(shades[0::2] + shades[1::2]) if index not in (1, 11)]
     for index, line in enumerate(lines):
-        color = COLORS["student"] if index == 0 else colors[(index + 1) % len(colors)]
+        color = COLORS["student"] if index == 0 else palette[(index - 1) % len(palette)]
         # Side by side, so that error bars do not hide each other.
         step = 1 + 0.025 * (index - len(lines) / 2)
         points = line["points"]
         x = [point["fraction"] * step for point in points]
-        style = {"color": color, "marker": "o" if index == 0 else "s", "linestyle": "-" if len(points) > 1 else "none"}
         top.errorbar(x, [point["accuracy"] for point in points], yerr=[point["spread"] for point in points],
-                     capsize=3, label=line["label"], **style)
+                     color=color, capsize=3, linestyle="-" if len(points) > 1 else "none", label=line["label"])
         gains = [(xi, point["gain"]) for xi, point in zip(x, points) if point["gain"]]
         if gains:
-            middle.plot([xi for xi, _ in gains], [gain * 100 for _, (gain, _) in gains], **style)
-            bands = [(xi, band) for xi, (_, band) in gains if band]
-            for xi, (low, high) in bands:
-                middle.vlines(xi, low * 100, high * 100, color=color, alpha=0.5, linewidth=3)
+            middle.plot([xi for xi, _ in gains], [gain * 100 for _, (gain, _) in gains], color=color)
+            for xi, (_, band) in gains:
+                if band:
+                    middle.vlines(xi, band[0] * 100, band[1] * 100, color=color, alpha=0.5, linewidth=3)
         agreeing = [(xi, point["agreement"]) for xi, point in zip(x, points) if point["agreement"] is not None]
-        if agreeing:
-            bottom.plot([xi for xi, _ in agreeing], [value for _, value in agreeing], **style)
+        bottom.plot([xi for xi, _ in agreeing], [value for _, value in agreeing], color=color)
+        # Filled markers: several seeds; hollow: one seed, no spread and no test.
+        for xi, point in zip(x, points):
+            face = color if point["seeds"] > 1 else "white"
+            marker = {"marker": "o" if index == 0 else "s", "color": color, "markerfacecolor": face, "zorder": 3}
+            top.plot([xi], [point["accuracy"]], **marker)
+            if point["gain"]:
+                middle.plot([xi], [point["gain"][0] * 100], **marker)
+            if point["agreement"] is not None:
+                bottom.plot([xi], [point["agreement"]], **marker)
     for teacher, name in TEACHER_NAMES.items():
         accuracies = runs[runs[records.ARCH] == teacher]["test.teacher.accuracy"]
         if len(accuracies):
@@ -273,10 +286,12 @@ def curve(results: list[dict], runs: pd.DataFrame, path: Path, extra: list[dict]
     bottom.set(xlabel="labelled images: share of the 55,000 training images (log scale)",
                ylabel="top-1 agreement\nwith the teacher")
     bottom.set_xticks(fractions, [f"{fraction:.0%}" for fraction in fractions])
-    top.legend(fontsize=7, loc="lower right")
+    handles, names = top.get_legend_handles_labels()
     figure.tight_layout()
+    figure.legend(handles, names, fontsize=7, loc="upper left", bbox_to_anchor=(0.08, 0), frameon=False,
+                  title="hollow marker: one seed, no spread and no test", title_fontsize=7, alignment="left")
     with outputs.replacing(path) as partial:
-        figure.savefig(partial, format="png", metadata={"Software": None})
+        figure.savefig(partial, format="png", metadata={"Software": None}, bbox_inches="tight")
     plt.close(figure)
 
 
