@@ -189,7 +189,7 @@ def findings(results: list[dict]) -> list[str]:
                 lines.append(
                     f"- {name}, {result['fraction']:.0%} of the training images: gain {result['gain'][0]:+.4f} "
                     f"(p = {_p(result['p_value'])}), {result['gap_recovered']:.0%} of the gap: target "
-                    f"{'met' if met else 'missed'}."
+                    f"{TARGET_GAP_SHARE:.0%} {'met' if met else 'missed'}."
                 )
         first_not = next((result for result in mine if not significant(result)), None)
         if first_not is None:
