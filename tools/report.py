@@ -145,16 +145,22 @@ def verdict_table(results: list[dict]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for result in results:
-        low, high = result["gain_ci95"] or (None, None)
         seeds = len(result["seeds"])
         seeds_text = f"{seeds}" if seeds >= result["seeds_wanted"] else f"{seeds} of {result['seeds_wanted']}"
         lines.append(
             f"| {result['teacher']} | {result['fraction']:.0%} | {result['temperature']:g} | {result['alpha']:g} | "
-            f"{seeds_text} | {result['teacher_accuracy']:.4f} | {_pm(result['student'])} | {_pm(result['distilled'])} | "
-            f"{result['gain'][0]:+.4f} | {'–' if low is None else f'[{low:+.4f}, {high:+.4f}]'} | {_p(result['p_value'])} | "
-            f"{result['gap_recovered']:+.0%} | {code_cell(result['code'])} |"
+            f"{seeds_text} | {verdict_cells(result)} | {code_cell(result['code'])} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def verdict_cells(result: dict) -> str:
+    """The cells every verdict table shares: teacher, student and distilled accuracy, the gain, its
+    interval and p-value, and the gap recovered."""
+    low, high = result["gain_ci95"] or (None, None)
+    return (f"{result['teacher_accuracy']:.4f} | {_pm(result['student'])} | {_pm(result['distilled'])} | "
+            f"{result['gain'][0]:+.4f} | {'–' if low is None else f'[{low:+.4f}, {high:+.4f}]'} | "
+            f"{_p(result['p_value'])} | {result['gap_recovered']:+.0%}")
 
 
 def code_cell(versions: list[str]) -> str:
@@ -316,14 +322,12 @@ def variant_table(results: list[dict]) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for result in results:
-        low, high = result["gain_ci95"] or (None, None)
         student_agreement, distilled_agreement = result["agreement"]
         agreement = "–" if distilled_agreement is None else f"{student_agreement:.3f} / {distilled_agreement:.3f}"
         lines.append(
             f"| {result['recipe']} | {result['teacher']} | {result['fraction']:.0%} | {result['temperature']:g} | "
-            f"{result['alpha']:g} | {seeds_cell(result['seeds'])} | {result['teacher_accuracy']:.4f} | {_pm(result['student'])} | "
-            f"{_pm(result['distilled'])} | {result['gain'][0]:+.4f} | {'–' if low is None else f'[{low:+.4f}, {high:+.4f}]'} | "
-            f"{_p(result['p_value'])} | {result['gap_recovered']:+.0%} | {agreement} | {result['code'][0]} |"
+            f"{result['alpha']:g} | {seeds_cell(result['seeds'])} | {verdict_cells(result)} | {agreement} | "
+            f"{result['code'][0]} |"
         )
     return "\n".join(lines) + "\n"
 
