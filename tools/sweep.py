@@ -49,8 +49,8 @@ def verdict_seeds(fraction: float) -> range:
 # of the labels with a patient schedule (10,000 steps, for both students), at full data for each
 # student architecture, one seed of patience at 1% (1,000 steps) and 10% (30 against 300 epochs),
 # and every training image as transfer set at 1%.
-VIEWS = ("distill.views=consistent", "distill.temperature=1", "distill.alpha=0")
-TRANSFER_ALL = ("distill.views=fixed", "distill.transfer=all", "distill.temperature=1", "distill.alpha=0")
+VIEWS = ("teacher.arch=cnn", "distill.views=consistent", "distill.temperature=1", "distill.alpha=0")
+TRANSFER_ALL = ("teacher.arch=cnn", "distill.views=fixed", "distill.transfer=all", "distill.temperature=1", "distill.alpha=0")
 FIXED_RUNS = (
     (("student.train_fraction=0.01", "student.arch=mlp", "student.min_steps=10000", *VIEWS), range(2, 7)),
     (("student.train_fraction=1.0", "student.arch=mlp", *VIEWS), range(2, 7)),
