@@ -87,7 +87,7 @@ def fixed_runs(runs) -> list[list[str]]:
             match = pd.Series(True, index=runs.index)
             for setting in run:
                 match &= holds(runs, setting)
-            if runs.empty or not match.any():
+            if not match.any():
                 wanted.append(run)
     return wanted
 
