@@ -12,6 +12,25 @@ def is_cnn(recipe: Training) -> bool:
     return recipe.arch == "cnn"
 
 
+class BatchNormalization(keras.layers.BatchNormalization):
+    """Keras's batch normalisation, with 1 / sqrt(variance + epsilon) taken by IEEE square root and
+    division. Keras takes it with TensorFlow's rsqrt, which starts from the CPU's own estimate of a
+    reciprocal square root (VRSQRTPS): its bits are the CPU vendor's, so the same CNN trained to other
+    bits on an emulated AMD EPYC Zen3 than on an Intel Xeon (docs/reproducibility.md). Neither mask
+    nor renorm is supported, as build_cnn uses neither."""
+
+    def call(self, inputs, training=None, mask=None):
+        if training and self.trainable:
+            mean, variance = keras.ops.moments(inputs, axes=list(range(len(inputs.shape) - 1)))
+            self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+            self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+        else:
+            mean, variance = self.moving_mean, self.moving_variance
+        # TensorFlow's own batch_normalization, but for the square root.
+        inverse = self.gamma / keras.ops.sqrt(variance + self.epsilon)
+        return inputs * inverse + (self.beta - mean * inverse)
+
+
 def build_mlp(hidden_units: list[int], name: str, dataset: Dataset) -> keras.Model:
     """An MLP on raw uint8 images that outputs logits; scaling happens inside, per batch."""
     images = keras.Input(shape=dataset.image_shape, dtype="uint8", name="image")
@@ -39,7 +58,7 @@ def build_cnn(filters: list[int], dense_units: int, dropout: float, name: str, d
     for block, count in enumerate(filters, start=1):
         # No bias: the batch normalisation that follows has its own shift.
         x = keras.layers.Conv2D(count, 3, padding="same", use_bias=False, name=f"conv_{block}")(x)
-        x = keras.layers.BatchNormalization(momentum=norm_momentum, name=f"norm_{block}")(x)
+        x = BatchNormalization(momentum=norm_momentum, name=f"norm_{block}")(x)
         x = keras.layers.ReLU(name=f"relu_{block}")(x)
         x = keras.layers.MaxPooling2D(name=f"pool_{block}")(x)
     x = keras.layers.Flatten(name="flatten")(x)

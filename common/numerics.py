@@ -1,18 +1,25 @@
 """Which CPU kernels TensorFlow may run, so that the same params give the same bits however many
-cores the machine has and whatever its CPU offers beyond AVX2.
+cores the machine has and whatever x86-64 CPU with AVX2 it is.
 
 Training amplifies last-bit differences: the same commit trained a teacher of 0.9266 on one CPU and
-0.9229 on another. Besides the code and the data, these choose the bits (docs/reproducibility.md):
-- the instruction set: oneDNN (TensorFlow's convolutions and matmuls, and the dots of XLA-compiled
-  training) and XLA's own code generator pick their kernels from what the CPU offers at run time.
-  Both honour a cap, read once when TensorFlow loads;
-- the size of TensorFlow's intra-op thread pool, by which oneDNN and XLA split reductions. It is
-  the pool's size that counts, not the cores: a pool of 2 on one core gives the bits of 2 on two;
-- the CPU's cache sizes, from which oneDNN sizes its blocks. Nothing sets them from outside, so CPU
-  models with other caches can still differ (measured: an Intel Xeon and an AMD EPYC Zen3).
+0.9229 on another. Besides the code and the data, these choose the bits, each measured on this
+machine and on other CPU models under emulation (docs/reproducibility.md):
+- whether TensorFlow runs its oneDNN kernels at all: unless told, it does only on CPUs with VNNI, BF16
+  or AMX instructions, so an AMD EPYC Zen3 and an Intel Xeon ran different convolutions;
+- the instruction set: oneDNN and XLA's own code generator pick their kernels from what the CPU offers
+  at run time, and both honour a cap. YNNPACK, to which XLA hands dots and reductions, chooses by
+  itself: under the same caps its dots gave this Xeon other bits than emulated AVX2 CPUs, so portable
+  mode does without it;
+- the CPU's cache sizes: the oneDNN matrix products inside TensorFlow's Eigen contractions (the dots
+  of XLA-compiled training) come in blocks that Eigen cuts by cache size. Eigen's own kernel gave the
+  same bits on every cache geometry measured, so portable mode uses it there;
+- the size of TensorFlow's intra-op thread pool, by which oneDNN and Eigen split their work. It is
+  the pool's size that counts, not the cores: a pool of 2 on one core gives the bits of 2 on two.
 
-`portable` (the default) caps both at AVX2 (with FMA) and fixes the pool at PORTABLE_THREADS;
-`native` leaves both to TensorFlow: every instruction and core the host has, and bits of its own.
+`portable` (the default) pins all four; `native` leaves them to TensorFlow: every instruction and core
+the host has, and bits of its own. A fifth source is not a setting: TensorFlow's rsqrt starts from the
+CPU vendor's own estimate, so the CNNs' batch normalisation does without it in both modes
+(architectures.BatchNormalization).
 """
 
 import os
@@ -30,10 +37,13 @@ PORTABLE_THREADS = 2
 PORTABLE_CPU_FLAGS = ("avx2", "fma")
 
 ENVIRONMENT = {
+    "TF_ENABLE_ONEDNN_OPTS": "1",
     "ONEDNN_MAX_CPU_ISA": PORTABLE_ISA,
+    "TENSORFLOW_USE_CUSTOM_CONTRACTION_KERNEL": "0",
     "TF_NUM_INTRAOP_THREADS": str(PORTABLE_THREADS),
 }
-XLA_ISA_FLAG = f"--xla_cpu_max_isa={PORTABLE_ISA}"
+# The ISA cap for XLA's code generator, and no YNNPACK fusions (an empty list of fusion types).
+XLA_SETTINGS = {"--xla_cpu_max_isa": PORTABLE_ISA, "--xla_cpu_experimental_ynn_fusion_type": ""}
 
 # The mode this process runs in, once configure() has run.
 mode: str | None = None
@@ -52,9 +62,12 @@ def mode_in_params(path: Path = Path("params.yaml")) -> str:
 
 
 def portable_environment(environ: dict[str, str]) -> dict[str, str]:
-    """`environ` with the portable caps and pool size in place of whatever it had for them."""
-    xla_flags = re.sub(r"--xla_cpu_max_isa=\S*", "", environ.get("XLA_FLAGS", "")).split()
-    return {**environ, **ENVIRONMENT, "XLA_FLAGS": " ".join([*xla_flags, XLA_ISA_FLAG])}
+    """`environ` with the portable settings in place of whatever it had for them; other XLA flags stay."""
+    xla_flags = environ.get("XLA_FLAGS", "")
+    for flag in XLA_SETTINGS:
+        xla_flags = re.sub(rf"{flag}(=\S*)?(\s|$)", " ", xla_flags)
+    settings = [f"{flag}={value}" for flag, value in XLA_SETTINGS.items()]
+    return {**environ, **ENVIRONMENT, "XLA_FLAGS": " ".join([*xla_flags.split(), *settings])}
 
 
 def cpu_scope(machine: str, cpu_flags: set[str] | None) -> str | None:

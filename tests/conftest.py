@@ -21,13 +21,14 @@ from dvc_repo import ROOT, SMALL, Repo
 from filelock import FileLock
 
 
-# The modules in the order the two xdist workers take them (`--no-loadscope-reorder`), longest first.
-# xdist gives each worker one module, then a second to a worker whose first has at most two tests:
-# so the fan-out test (about 70 s after the shared repository's 30) gets the quick test_fanout as its
+# The modules in the order the two xdist workers take them (`--no-loadscope-reorder`), longest first:
+# test_numerics trains on an emulated CPU for minutes, so one worker starts it while the other takes
+# the rest. xdist gives each worker one module, then a second to a worker whose first has at most two
+# tests: so the fan-out test (about 70 s after the shared repository's 30) gets the quick test_fanout as its
 # companion, and the other worker takes the next modules meanwhile. Modules not named here follow in
 # collection order.
 SCHEDULE = (
-    "test_sweep.py", "test_models.py", "test_own_model.py", "test_fanout.py", "test_pipeline.py", "test_numerics.py", "test_interruption.py",
+    "test_numerics.py", "test_sweep.py", "test_models.py", "test_own_model.py", "test_fanout.py", "test_pipeline.py", "test_interruption.py",
     "test_pipeline_failures.py", "test_failure_drills.py", "test_strategy.py", "test_deploy.py", "test_losses.py", "test_params_forms.py",
     "test_params.py", "test_pipeline_params.py",
 )

@@ -1,14 +1,16 @@
 """One fresh process's trained bits under the numerics that ./params.yaml names, for test_numerics.
 
-    cd FOLDER_WITH_PARAMS_YAML && PYTHONPATH=ROOT python ROOT/tests/numerics_bits.py
+    cd FOLDER_WITH_PARAMS_YAML && PYTHONPATH=ROOT python ROOT/tests/numerics_bits.py [--cnn-images N]
 
 Trains the pipeline's layer shapes briefly on fixed random images: a 784-128-10 MLP under XLA and the
 CNN teacher's two blocks (32 and 64 filters) without it, in that order (op determinism, which the
 CNN turns on, keeps Keras from XLA for the rest of a process). Shapes this size are needed: on a tiny
-CNN the thread pool's size changes no bit, and the test would show nothing. Prints one JSON line:
-each model's weight digest and the settings TensorFlow read.
+CNN the thread pool's size changes no bit, and the test would show nothing. --cnn-images 128 trains
+the CNN one step at the same shapes, for an emulated CPU, on which a step takes minutes. Prints one
+JSON line: each model's weight digest and the settings TensorFlow read.
 """
 
+import argparse
 import hashlib
 import json
 import os
@@ -37,11 +39,14 @@ def trained_digest(recipe: params.Training, count: int) -> str:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cnn-images", type=int, default=512)
+    args = parser.parse_args()
     mlp = trained_digest(MLP, 2048)
-    cnn = trained_digest(CNN, 512)
+    cnn = trained_digest(CNN, args.cnn_images)
     print(json.dumps({
         "mode": numerics.mode,
-        "environment": {name: os.environ.get(name) for name in ("ONEDNN_MAX_CPU_ISA", "XLA_FLAGS", "TF_NUM_INTRAOP_THREADS")},
+        "environment": {name: os.environ.get(name) for name in [*numerics.ENVIRONMENT, "XLA_FLAGS"]},
         "mlp_xla": training.use_xla(ENGINE, MLP),
         "mlp": mlp,
         "cnn": cnn,

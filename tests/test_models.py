@@ -46,10 +46,34 @@ def test_cnn_shapes_parameter_count_and_engine():
     # + dense (7*7*64)*256+256 after two 2x2 poolings + logits 256*10+10
     assert model.count_params() == 288 + 128 + 18_432 + 256 + 803_072 + 2_570
     assert model.output.shape == (None, 10) and model.layers[-1].activation.__name__ == "linear"
+    norms = [type(layer) for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms == [architectures.BatchNormalization] * 2
     auto = params.Train(numerics="portable", strategy="default", jit_compile="auto", steps_per_execution=16)
     assert not training.use_xla(auto, TEACHER)  # measured 5x slower with XLA on CPU
     assert training.use_xla(auto, TEACHER.model_copy(update={"arch": "mlp"}))
     assert architectures.describe(TEACHER) == "cnn (conv_filters [32, 64], conv_dense_units 256)"
+
+
+def test_batch_normalisation_divides_by_an_ieee_square_root():
+    rng = np.random.default_rng(0)
+    images = (rng.standard_normal((32, 5, 5, 3)) * [1.0, 3.0, 0.5] + [0.0, 2.0, -1.0]).astype(np.float32)
+    layer = architectures.BatchNormalization(momentum=0.9)
+    layer.build(images.shape)
+    layer.gamma.assign([1.0, 2.0, 0.5])
+    layer.beta.assign([0.0, 1.0, -1.0])
+    mean, variance = images.mean(axis=(0, 1, 2), dtype=np.float64), images.var(axis=(0, 1, 2), dtype=np.float64)
+    expected = (images - mean) / np.sqrt(variance + layer.epsilon) * [1.0, 2.0, 0.5] + [0.0, 1.0, -1.0]
+    np.testing.assert_allclose(layer(images, training=True).numpy(), expected, rtol=0, atol=2e-6)
+    # Keras's update of the moving statistics, from 0 and 1: 0.1 of the batch's.
+    np.testing.assert_allclose(layer.moving_mean.numpy(), 0.1 * mean, rtol=1e-6)
+    np.testing.assert_allclose(layer.moving_variance.numpy(), 0.9 + 0.1 * variance, rtol=1e-6)
+    # Inference normalises with the moving statistics.
+    moving = (images - 0.1 * mean) / np.sqrt(0.9 + 0.1 * variance + layer.epsilon) * [1.0, 2.0, 0.5] + [0.0, 1.0, -1.0]
+    np.testing.assert_allclose(layer(images, training=False).numpy(), moving, rtol=0, atol=2e-6)
+    # What the layer exists for: the square root is IEEE's, where TensorFlow's rsqrt is an estimate refined once.
+    variances = np.float32(rng.uniform(0.01, 100, 4096))
+    exact = np.float32(1) / np.sqrt(variances)
+    assert np.array_equal(keras.ops.convert_to_numpy(1 / keras.ops.sqrt(variances)), exact)
 
 
 def test_a_cnn_student_is_the_small_cnn_its_section_describes():
