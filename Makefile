@@ -18,7 +18,8 @@ IN_VENV := PATH="$(CURDIR)/$(BIN):$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)"
 repro: $(VENV)/.installed
 	$(IN_VENV) dvc repro
 
-# Everything, end-to-end tests included, on two workers (about 5 minutes on 2 cores).
+# Everything, end-to-end tests included, on two workers (about 11 minutes on 2 cores, an emulated CPU's
+# training included where qemu-user is installed).
 test: $(VENV)/.installed
 	$(IN_VENV) python -m pytest
 
