@@ -16,8 +16,9 @@ class BatchNormalization(keras.layers.BatchNormalization):
     """Keras's batch normalisation, with 1 / sqrt(variance + epsilon) taken by IEEE square root and
     division. Keras takes it with TensorFlow's rsqrt, which starts from the CPU's own estimate of a
     reciprocal square root (VRSQRTPS): its bits are the CPU vendor's, so the same CNN trained to other
-    bits on an emulated AMD EPYC Zen3 than on an Intel Xeon (docs/reproducibility.md). Neither mask
-    nor renorm is supported, as build_cnn uses neither."""
+    bits on an emulated AMD EPYC Zen3 than on an Intel Xeon (docs/reproducibility.md). The same holds
+    at inference, in Keras's predict and in the exported LiteRT files. Neither mask nor renorm is
+    supported, as build_cnn uses neither."""
 
     def call(self, inputs, training=None, mask=None):
         if training and self.trainable:
@@ -26,8 +27,12 @@ class BatchNormalization(keras.layers.BatchNormalization):
             self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
         else:
             mean, variance = self.moving_mean, self.moving_variance
-        # TensorFlow's own batch_normalization, but for the square root.
-        inverse = self.gamma / keras.ops.sqrt(variance + self.epsilon)
+        # TensorFlow's own batch_normalization, but for the square root. Grappler and the LiteRT
+        # converter both rewrite x / sqrt(y) into x * rsqrt(y) where the square root has no other use,
+        # as at inference, which brings the estimate back; the maximum with 0 changes no bit of the
+        # square root and hides it from both.
+        deviation = keras.ops.maximum(keras.ops.sqrt(variance + self.epsilon), 0.0)
+        inverse = self.gamma / deviation
         return inputs * inverse + (self.beta - mean * inverse)
 
 

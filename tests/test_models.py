@@ -75,19 +75,29 @@ def test_batch_normalisation_divides_by_an_ieee_square_root():
 @pytest.mark.parametrize(("layer_class", "exact"), [
     (architectures.BatchNormalization, True),
     # TensorFlow's rsqrt is the CPU's estimate refined once: over 64 channels some last bit differs
-    # (on this project's Intel Xeon; another CPU may miss other bits, but it misses some).
+    # (on this project's Intel Xeon and AMD EPYC; another CPU may miss other bits, but it misses some).
     (keras.layers.BatchNormalization, False),
 ])
 def test_batch_normalisation_is_bit_for_bit_ieee_float32(layer_class, exact):
+    """Called eagerly, through Keras's predict (a graph that Grappler rewrites) and in the LiteRT
+    file (whose converter rewrites and folds it): x / sqrt(y) must not become x * rsqrt(y) in any."""
+    import tensorflow as tf
+
     rng = np.random.default_rng(0)
     images = (rng.standard_normal((16, 4, 4, 64)) * rng.uniform(0.1, 10, 64)).astype(np.float32)
+    entry = keras.Input(images.shape[1:])
     layer = layer_class(momentum=0.0)  # the moving statistics become the batch's
-    layer.build(images.shape)
+    model = keras.Model(entry, layer(entry))
     layer(images, training=True)
     inverse = layer.gamma.numpy() / np.sqrt(layer.moving_variance.numpy() + np.float32(layer.epsilon))
-    expected = images * inverse + (layer.beta.numpy() - layer.moving_mean.numpy() * inverse)
+    offset = layer.beta.numpy() - layer.moving_mean.numpy() * inverse
+    expected = images * inverse + offset
     assert expected.dtype == np.float32
     assert np.array_equal(layer(images, training=False).numpy(), expected) == exact
+    assert np.array_equal(model.predict(images, verbose=0), expected) == exact
+    # The converter folds the layer into a multiplication and an addition by constant vectors.
+    flatbuffer = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    assert (inverse.tobytes() in flatbuffer and offset.tobytes() in flatbuffer) == exact
 
 
 def test_a_cnn_student_is_the_small_cnn_its_section_describes():
