@@ -2,19 +2,22 @@
 cores the machine has and whatever x86-64 CPU with AVX2 it is.
 
 Training amplifies last-bit differences: the same commit trained a teacher of 0.9266 on one CPU and
-0.9229 on another. Besides the code and the data, these choose the bits, each measured on this
-machine and on other CPU models under emulation (docs/reproducibility.md):
-- whether TensorFlow runs its oneDNN kernels at all: unless told, it does only on CPUs with VNNI, BF16
-  or AMX instructions, so an AMD EPYC Zen3 and an Intel Xeon ran different convolutions;
-- the instruction set: oneDNN and XLA's own code generator pick their kernels from what the CPU offers
-  at run time, and both honour a cap. YNNPACK, to which XLA hands dots and reductions, chooses by
-  itself: under the same caps its dots gave this Xeon other bits than emulated AVX2 CPUs, so portable
-  mode does without it;
-- the CPU's cache sizes: the oneDNN matrix products inside TensorFlow's Eigen contractions (the dots
-  of XLA-compiled training) come in blocks that Eigen cuts by cache size. Eigen's own kernel gave the
-  same bits on every cache geometry measured, so portable mode uses it there;
-- the size of TensorFlow's intra-op thread pool, by which oneDNN and Eigen split their work. It is
-  the pool's size that counts, not the cores: a pool of 2 on one core gives the bits of 2 on two.
+0.9229 on another. Besides the code and the data, these choose the bits, each measured on real Intel
+Xeon and AMD EPYC machines and on other CPU models under emulation (docs/reproducibility.md):
+- whether TensorFlow runs oneDNN's kernels or Eigen's: unless told, it runs oneDNN's only on CPUs with
+  VNNI, BF16 or AMX instructions. oneDNN's matrix product picks its path by the CPU's cache sizes for
+  some shapes (a 10-class logits layer on 784 or 1,000 images gave an emulated Ice Lake other bits
+  than an AMD EPYC), which no setting caps; Eigen's gave the same bits at every shape measured, so
+  portable mode runs Eigen's kernels;
+- the instruction set: XLA's code generator (and oneDNN, where XLA calls it) pick their kernels from
+  what the CPU offers at run time, and both honour a cap. YNNPACK, to which XLA hands dots and
+  reductions, chooses by itself: under the same caps its dots gave a Xeon other bits than emulated
+  AVX2 CPUs, so portable mode does without it;
+- the CPU's cache sizes: TensorFlow's Eigen contractions (XLA's dots among them) can hand blocks cut
+  by cache size to oneDNN; Eigen's own kernel gave the same bits on every cache geometry measured, so
+  portable mode uses it there;
+- the size of TensorFlow's intra-op thread pool, by which Eigen splits its work. It is the pool's
+  size that counts, not the cores: a pool of 2 on one core gives the bits of 2 on two.
 
 `portable` (the default) pins all four; `native` leaves them to TensorFlow: every instruction and core
 the host has, and bits of its own. A fifth source is not a setting: TensorFlow's rsqrt starts from the
@@ -37,7 +40,7 @@ PORTABLE_THREADS = 2
 PORTABLE_CPU_FLAGS = ("avx2", "fma")
 
 ENVIRONMENT = {
-    "TF_ENABLE_ONEDNN_OPTS": "1",
+    "TF_ENABLE_ONEDNN_OPTS": "0",
     "ONEDNN_MAX_CPU_ISA": PORTABLE_ISA,
     "TENSORFLOW_USE_CUSTOM_CONTRACTION_KERNEL": "0",
     "TF_NUM_INTRAOP_THREADS": str(PORTABLE_THREADS),

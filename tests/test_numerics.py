@@ -24,9 +24,9 @@ pytestmark = pytest.mark.e2e
 
 HOST_HAS_AVX512 = " avx512f " in Path("/proc/cpuinfo").read_text()
 SETTINGS = (*numerics.ENVIRONMENT, "XLA_FLAGS")
-PORTABLE = {"TF_ENABLE_ONEDNN_OPTS": "1", "ONEDNN_MAX_CPU_ISA": "AVX2", "TENSORFLOW_USE_CUSTOM_CONTRACTION_KERNEL": "0",
+PORTABLE = {"TF_ENABLE_ONEDNN_OPTS": "0", "ONEDNN_MAX_CPU_ISA": "AVX2", "TENSORFLOW_USE_CUSTOM_CONTRACTION_KERNEL": "0",
             "TF_NUM_INTRAOP_THREADS": "2", "XLA_FLAGS": "--xla_cpu_max_isa=AVX2 --xla_cpu_experimental_ynn_fusion_type="}
-# The settings portable mode had before it pinned oneDNN, Eigen's kernel and YNNPACK: the two caps and the pool.
+# The settings portable mode had before it pinned Eigen's kernels and YNNPACK: the two caps and the pool.
 CAPS_AND_POOL = {"ONEDNN_MAX_CPU_ISA": "AVX2", "TF_NUM_INTRAOP_THREADS": "2", "XLA_FLAGS": "--xla_cpu_max_isa=AVX2"}
 
 RUNS = {
@@ -35,16 +35,16 @@ RUNS = {
     "portable_one_core": ("portable", {}, ["taskset", "-c", "0"]),
     # What a user's shell may already hold: portable mode replaces its settings, keeps the other XLA flag.
     "portable_over_user_settings": ("portable", {
-        "TF_ENABLE_ONEDNN_OPTS": "0", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "TENSORFLOW_USE_CUSTOM_CONTRACTION_KERNEL": "1",
+        "TF_ENABLE_ONEDNN_OPTS": "1", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "TENSORFLOW_USE_CUSTOM_CONTRACTION_KERNEL": "1",
         "TF_NUM_INTRAOP_THREADS": "8",
         "XLA_FLAGS": "--xla_cpu_max_isa=AVX512 --xla_cpu_enable_fast_math=false --xla_cpu_experimental_ynn_fusion_type=individual_dot"},
      []),
     # Each setting moved one step by hand, in native mode, which leaves the environment alone.
     "native_set_as_portable": ("native", PORTABLE, []),
     "native_8_threads": ("native", {**PORTABLE, "TF_NUM_INTRAOP_THREADS": "8"}, []),
-    "native_onednn_at_avx": ("native", {**PORTABLE, "ONEDNN_MAX_CPU_ISA": "AVX"}, []),
+    "native_with_onednn": ("native", {**PORTABLE, "TF_ENABLE_ONEDNN_OPTS": "1"}, []),
+    "native_with_onednn_at_avx": ("native", {**PORTABLE, "TF_ENABLE_ONEDNN_OPTS": "1", "ONEDNN_MAX_CPU_ISA": "AVX"}, []),
     "native_xla_at_avx": ("native", {**PORTABLE, "XLA_FLAGS": "--xla_cpu_max_isa=AVX --xla_cpu_experimental_ynn_fusion_type="}, []),
-    "native_without_onednn": ("native", {**PORTABLE, "TF_ENABLE_ONEDNN_OPTS": "0"}, []),
     "native_onednn_in_eigen": ("native", {**PORTABLE, "TENSORFLOW_USE_CUSTOM_CONTRACTION_KERNEL": "1"}, []),
     "native_with_ynnpack": ("native", {**PORTABLE, "XLA_FLAGS": "--xla_cpu_max_isa=AVX2"}, []),
     "native": ("native", {}, []),
@@ -95,18 +95,19 @@ def test_portable_bits_are_those_of_the_settings_made_by_hand(bits):
 
 
 def test_each_setting_reaches_its_kernels(bits):
-    # TensorFlow's oneDNN kernels (or, turned off, its Eigen ones) run the CNN; XLA compiles the MLP's
-    # training step, whose dots go to Eigen's own kernel, to oneDNN in Eigen's blocks, or to YNNPACK.
+    # TensorFlow's Eigen kernels (or, turned on, its oneDNN ones, which honour the cap) run the CNN;
+    # XLA compiles the MLP's training step, whose dots go to Eigen's own kernel, to oneDNN in Eigen's
+    # blocks, or to YNNPACK.
     portable = bits["portable"]
-    assert bits["native_onednn_at_avx"]["cnn"] != portable["cnn"]
-    assert bits["native_without_onednn"]["cnn"] != portable["cnn"]
+    assert bits["native_with_onednn"]["cnn"] != portable["cnn"]
+    assert bits["native_with_onednn_at_avx"]["cnn"] != bits["native_with_onednn"]["cnn"]
     assert bits["native_xla_at_avx"]["mlp"] != portable["mlp"]
     assert bits["native_onednn_in_eigen"]["mlp"] != portable["mlp"]
     assert bits["native_with_ynnpack"]["mlp"] != portable["mlp"]
 
 
 def test_the_pool_size_changes_bits_and_portable_mode_fixes_it(bits):
-    # oneDNN splits the CNN's work by the pool's size. (Eigen's own kernel gave the MLP's dots the
+    # Eigen splits the CNN's work by the pool's size. (Its own kernel gave the MLP's XLA dots the
     # same bits on 8 threads as on 2 at these shapes, so the MLP shows nothing here.)
     assert bits["native_8_threads"]["cnn"] != bits["portable"]["cnn"]
     for run in ("portable_one_core", "portable_over_user_settings"):
@@ -156,9 +157,9 @@ def test_another_cpu_model_gives_the_portable_bits(emulated):
 
 
 def test_the_caps_and_the_pool_alone_left_the_cpu_model_in_the_bits(emulated):
-    # Without the other pins, the CPU's features and caches choose kernels and blocks: an AMD Zen3
-    # runs TensorFlow's Eigen convolutions (no VNNI, so no oneDNN by default), and XLA's dots are cut
-    # by each CPU's own caches. Both models train to other bits.
+    # Without the other pins, the CPU's features and caches choose kernels and blocks: TensorFlow
+    # runs oneDNN's kernels only where the CPU has VNNI, Eigen hands oneDNN blocks cut by the CPU's
+    # caches, and XLA's dots go to YNNPACK. Both models train to other bits.
     here, there = emulated["caps_and_pool", "here"], emulated["caps_and_pool", "emulated"]
     assert there["mlp"] != here["mlp"] and there["cnn"] != here["cnn"]
 
