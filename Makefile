@@ -18,8 +18,8 @@ IN_VENV := PATH="$(CURDIR)/$(BIN):$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)"
 repro: $(VENV)/.installed
 	$(IN_VENV) dvc repro
 
-# Everything, end-to-end tests included, on two workers (about 11 minutes on 2 cores, an emulated CPU's
-# training included where qemu-user is installed).
+# Everything, end-to-end tests included, on two workers (11 to 21 minutes on 2 cores, an emulated CPU's
+# training included where qemu-user is installed; docs/performance.md has the machines).
 test: $(VENV)/.installed
 	$(IN_VENV) python -m pytest
 
