@@ -40,7 +40,8 @@ def exp_data(arch="cnn", fraction=0.01, seed=0, temperature=1, alpha=0.5, *, val
 
 
 def exp_show(*experiments: dict, commit_data: dict | None = None, failed: dict | None = None) -> list:
-    revisions = [{"rev": f"{index:040x}", "name": f"exp-{index}", "data": data} for index, data in enumerate(experiments)]
+    revisions = [{"rev": f"{index:040x}", "name": f"exp-{index}", "data": {"timestamp": f"2026-12-02T10:00:{index:02}", **data}}
+                 for index, data in enumerate(experiments)]
     ranges = [{"name": revision["name"], "revs": [revision], "executor": {"state": "success"}} for revision in revisions]
     if failed:
         ranges.append({"name": "exp-failed", "revs": [{"rev": "f" * 40, "name": "exp-failed", "data": failed}],
@@ -59,7 +60,7 @@ def test_a_record_holds_every_param_and_the_metrics_of_selection_and_verdict():
     rows = records.from_exp_show(exp_show(exp_data(fraction=0.03, seed=4, temperature=2, alpha=0)))
     assert len(rows) == 1  # the workspace row is never a run
     row = rows[0]
-    assert (row["experiment"], row["commit"]) == ("exp-0", "a" * 40)
+    assert (row["experiment"], row["commit"], row[records.FINISHED]) == ("exp-0", "a" * 40, "2026-12-02T10:00:00")
     assert (row[records.FRACTION], row[records.SEED], row[records.TEMPERATURE], row[records.ALPHA]) == (0.03, 4, 2, 0)
     assert row["params.teacher.conv_filters"] == "[32, 64]"
     assert (row[records.SELECT_ON], row[records.TIE_BREAK], row["val.student.loss"]) == (0.8, 0.5, 0.6)
@@ -326,3 +327,49 @@ def test_a_rerun_under_new_code_is_a_new_record_and_the_report_says_a_size_mixes
     assert [result["code"] for result in results] == [["aaaaaaaaaa", "bbbbbbbbbb"]]
     assert report.findings(results)[0].startswith("- 1 of 1 sizes mix code versions between selection and verdict")
     assert "aaaaaaaaaa + bbbbbbbbbb (mixed) |" in report.verdict_table(results)
+
+
+def sweep_at_size(code: str, *, fraction=0.01, best=(2, 0), student=0.80, teacher=0.92, gains=(0.02, 0.03, 0.01, 0.02, 0.04)) -> list[dict]:
+    """A whole size of the sweep under one code version: the grid on the selection seeds, where
+    `best` scores highest on validation, and the verdict seeds of that cell with the given gains."""
+    rows = []
+    for t in sweep.TEMPERATURES:
+        for a in sweep.ALPHAS:
+            seeds = [*sweep.SELECTION_SEEDS, *sweep.verdict_seeds(fraction)] if (t, a) == best else sweep.SELECTION_SEEDS
+            for seed in seeds:
+                gain = gains[seed - 2] if seed >= 2 else 0.01
+                data = exp_data(fraction=fraction, seed=seed, temperature=t, alpha=a, val=0.8 + 0.01 * ((t, a) == best),
+                                teacher=teacher, student=student, distilled=student + gain)
+                rows.append({**records.record(f"{code}-{t}-{a}-{seed}", "d" * 40, data), records.CODE: code})
+    return rows
+
+
+def test_a_size_rerun_on_one_code_version_is_its_own_verdict_and_the_picture_takes_the_version_with_most_sizes():
+    # The old version holds 1% and 3%; the new one reran 1% only, where it chose another cell.
+    old = sweep_at_size("aaaaaaaaaa", best=(2, 0)) + sweep_at_size("aaaaaaaaaa", fraction=0.03, best=(1, 0))
+    new = sweep_at_size("bbbbbbbbbb", best=(8, 0.5), student=0.70, teacher=0.90, gains=(0.05, 0.05, 0.06, 0.04, 0.05))
+    results = report.analyse(pd.DataFrame(old + new))
+    assert [(r["fraction"], r["code"], r["temperature"], r["alpha"]) for r in results] == [
+        (0.01, ["aaaaaaaaaa"], 2, 0), (0.01, ["bbbbbbbbbb"], 8, 0.5), (0.03, ["aaaaaaaaaa"], 1, 0)]
+    # Each version's verdict stands on its own runs alone: gains by hand.
+    assert results[0]["gain"][0] == pytest.approx(0.024) and results[1]["gain"][0] == pytest.approx(0.05)
+    runs = pd.DataFrame(old + new)
+    assert report.headline_version(results, runs) == "aaaaaaaaaa"
+    assert [r["code"] for r in report.headline(results, runs)] == [["aaaaaaaaaa"], ["aaaaaaaaaa"]]
+    # With the new version at both sizes too, the one that finished last speaks for the picture,
+    # baseline and teacher included; records from before run times were kept count as older.
+    new += sweep_at_size("bbbbbbbbbb", fraction=0.03, best=(1, 0), student=0.70, teacher=0.90)
+    runs = pd.DataFrame(old + new)
+    results = report.analyse(runs)
+    runs.loc[runs[records.CODE] == "aaaaaaaaaa", records.FINISHED] = None
+    assert report.headline_version(results, runs) == "bbbbbbbbbb"
+    runs[records.FINISHED] = runs[records.CODE].map({"aaaaaaaaaa": "2026-12-02T10:00:00", "bbbbbbbbbb": "2026-12-01T10:00:00"})
+    assert report.headline_version(results, runs) == "aaaaaaaaaa"
+    runs[records.FINISHED] = runs[records.CODE].map({"aaaaaaaaaa": "2026-12-01T10:00:00", "bbbbbbbbbb": "2026-12-02T10:00:00"})
+    shown = report.headline(results, runs)
+    assert [r["code"] for r in shown] == [["bbbbbbbbbb"], ["bbbbbbbbbb"]]
+    baseline = report.series(shown, runs, [])[0]["points"]
+    assert [point["accuracy"] for point in baseline] == pytest.approx([0.70, 0.70])
+    assert not report.findings(shown)[0].startswith("- 1 of")
+    grid = report.grid_table(results).splitlines()
+    assert grid[0].endswith("| code |") and grid[2].endswith("| aaaaaaaaaa |") and grid[3].endswith("| bbbbbbbbbb |")

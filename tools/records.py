@@ -27,6 +27,8 @@ ARCH, FRACTION, SEED, TEMPERATURE, ALPHA = VARIED = (
 CODE = "code"
 CODE_PATHS = ("dvc.yaml", "common", "stages")
 UNKNOWN_CODE = "unknown"
+# When the run finished (ISO 8601, from `dvc exp show`); empty for records collected before it was kept.
+FINISHED = "finished"
 # The validation metric that selects T and alpha, and its tie-break (lower is better).
 SELECT_ON, TIE_BREAK = "val.distilled.accuracy", "val.distilled.hard_loss"
 STUDENTS_JSON = {"student": "val_loss", "distilled": "val_hard_loss"}  # cross-entropy on labels, both
@@ -54,7 +56,7 @@ def record(name: str, commit: str, data: dict) -> dict | None:
         test = metrics["metrics/evaluate.json"]
     except (KeyError, TypeError):
         return None
-    row = {"experiment": name, "commit": commit, **flatten(raw, "params")}
+    row = {"experiment": name, "commit": commit, FINISHED: data.get("timestamp"), **flatten(raw, "params")}
     # A run from before the sweep's params existed is not comparable. Params added later (a new
     # stage's section) may be missing: a comparison checks only the params the records hold.
     if not set(VARIED) <= set(row):

@@ -75,34 +75,80 @@ def mean_of(runs: pd.DataFrame, column: str) -> float | None:
 
 
 def analyse(runs: pd.DataFrame) -> list[dict]:
-    """One entry per teacher and transfer-set size whose selection grid is complete."""
+    """Per teacher and transfer-set size, one entry for each code version whose own runs hold the
+    whole selection grid and a verdict seed of the chosen cell. Where no single version does, one
+    entry over the runs of every version, whose code column names them all (mixed)."""
     results = []
     for teacher in sweep.TEACHERS:
         for fraction in sweep.FRACTIONS:
-            chosen = sweep.chosen_cell(runs, teacher, fraction)
-            if chosen is None:
-                continue
             at_size = runs[(runs[records.ARCH] == teacher) & (runs[records.FRACTION] == fraction)]
-            cell = at_size[(at_size[records.TEMPERATURE] == chosen[0]) & (at_size[records.ALPHA] == chosen[1])]
-            cell = cell[cell[records.SEED].isin(list(sweep.verdict_seeds(fraction)))]
-            if cell.empty:
-                continue  # chosen, but no verdict seed has run yet
-            grid = records.cell_means(at_size, sweep.SELECTION_SEEDS)
-            selection = at_size[at_size[records.SEED].isin(list(sweep.SELECTION_SEEDS))]
-            results.append({
-                # Every code version behind this size's selection grid and its verdict.
-                "code": sorted(set(code_of(selection)) | set(code_of(cell))),
-                "teacher": teacher,
-                "fraction": fraction,
-                "temperature": chosen[0],
-                "alpha": chosen[1],
-                "val_accuracy": float(grid[(grid[records.TEMPERATURE] == chosen[0]) & (grid[records.ALPHA] == chosen[1])]["accuracy"].iloc[0]),
-                "grid": {f"T={t:g}, alpha={a:g}": round(float(v), 5)
-                         for t, a, v in grid[[records.TEMPERATURE, records.ALPHA, "accuracy"]].itertuples(index=False)},
-                "seeds_wanted": len(sweep.verdict_seeds(fraction)),
-                **verdict(cell),
-            })
+            versions = pd.Series(code_of(at_size), index=at_size.index, dtype=object)
+            single = [size_result(mine, teacher, fraction) for _, mine in at_size.groupby(versions, sort=True)]
+            single = [result for result in single if result]
+            pooled = size_result(at_size, teacher, fraction)
+            results += single or ([pooled] if pooled else [])
     return results
+
+
+def size_result(at_size: pd.DataFrame, teacher: str, fraction: float) -> dict | None:
+    """The selection and verdict at one size from `at_size`'s runs; None before its grid is complete
+    on the selection seeds or before a verdict seed of the chosen cell has run."""
+    chosen = sweep.chosen_cell(at_size, teacher, fraction)
+    if chosen is None:
+        return None
+    cell = at_size[(at_size[records.TEMPERATURE] == chosen[0]) & (at_size[records.ALPHA] == chosen[1])]
+    cell = cell[cell[records.SEED].isin(list(sweep.verdict_seeds(fraction)))]
+    if cell.empty:
+        return None
+    grid = records.cell_means(at_size, sweep.SELECTION_SEEDS)
+    selection = at_size[at_size[records.SEED].isin(list(sweep.SELECTION_SEEDS))]
+    return {
+        # Every code version behind this size's selection grid and its verdict.
+        "code": sorted(set(code_of(selection)) | set(code_of(cell))),
+        "teacher": teacher,
+        "fraction": fraction,
+        "temperature": chosen[0],
+        "alpha": chosen[1],
+        "val_accuracy": float(grid[(grid[records.TEMPERATURE] == chosen[0]) & (grid[records.ALPHA] == chosen[1])]["accuracy"].iloc[0]),
+        "grid": {f"T={t:g}, alpha={a:g}": round(float(v), 5)
+                 for t, a, v in grid[[records.TEMPERATURE, records.ALPHA, "accuracy"]].itertuples(index=False)},
+        "seeds_wanted": len(sweep.verdict_seeds(fraction)),
+        **verdict(cell),
+    }
+
+
+def headline_version(results: list[dict], runs: pd.DataFrame) -> str | None:
+    """The code version that answers at the most sizes on its own (ties: the one whose last run
+    finished latest): the version the picture and the findings speak for."""
+    counts = {}
+    for result in results:
+        if len(result["code"]) == 1:
+            counts[result["code"][0]] = counts.get(result["code"][0], 0) + 1
+    if not counts:
+        return None
+    finished = runs[records.FINISHED].fillna("") if records.FINISHED in runs.columns else pd.Series("", index=runs.index)
+    latest = finished.groupby(pd.Series(code_of(runs), index=runs.index)).max().to_dict()
+    return max(counts, key=lambda version: (counts[version], latest.get(version, ""), version))
+
+
+def of_version(runs: pd.DataFrame, version: str | None) -> pd.DataFrame:
+    """The rows of `runs` made by `version` where it has any, else all of them: the picture's
+    baseline and teacher accuracy come from the code its distilled points come from."""
+    mine = runs[[code == version for code in code_of(runs)]]
+    return mine if len(mine) else runs
+
+
+def headline(results: list[dict], runs: pd.DataFrame) -> list[dict]:
+    """One result per teacher and size: the headline version's where it has one, else the first
+    single-version one, else the mixed one."""
+    version = headline_version(results, runs)
+    chosen = {}
+    for result in results:
+        key = (result["teacher"], result["fraction"])
+        rank = 0 if result["code"] == [version] else 1 if len(result["code"]) == 1 else 2
+        if key not in chosen or rank < chosen[key][0]:
+            chosen[key] = (rank, result)
+    return [result for _, result in chosen.values()]
 
 
 def code_of(runs: pd.DataFrame) -> list[str]:
@@ -169,12 +215,12 @@ def code_cell(versions: list[str]) -> str:
 
 def grid_table(results: list[dict]) -> str:
     cells = [f"T={t:g}, alpha={a:g}" for t in sweep.TEMPERATURES for a in sweep.ALPHAS]
-    lines = ["| teacher | transfer set | " + " | ".join(cells) + " |", "|---|---:|" + "---:|" * len(cells)]
+    lines = ["| teacher | transfer set | " + " | ".join(cells) + " | code |", "|---|---:|" + "---:|" * len(cells) + "---|"]
     for result in results:
         values = [result["grid"].get(cell) for cell in cells]
         shown = [("**{:.4f}**" if cell == f"T={result['temperature']:g}, alpha={result['alpha']:g}" else "{:.4f}").format(value)
                  if value is not None else "–" for cell, value in zip(cells, values)]
-        lines.append(f"| {result['teacher']} | {result['fraction']:.0%} | " + " | ".join(shown) + " |")
+        lines.append(f"| {result['teacher']} | {result['fraction']:.0%} | " + " | ".join(shown) + f" | {code_cell(result['code'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -221,7 +267,9 @@ def _pyplot():
 def series(results: list[dict], runs: pd.DataFrame, extra: list[dict]) -> list[dict]:
     """The picture's lines: the baseline, KD on the labelled images per teacher (the sweep's verdicts),
     and each variant per teacher and code version, with the sizes it has."""
-    baseline = runs.drop_duplicates([records.FRACTION, records.SEED]).groupby(records.FRACTION)
+    version = headline_version(results, runs)
+    baseline = [(fraction, of_version(group, version).drop_duplicates(records.SEED))
+                for fraction, group in runs.groupby(records.FRACTION)]
     lines = [{"label": "student (labels only)", "points": [
         {"fraction": fraction, "accuracy": float(group["test.student.accuracy"].mean()),
          "spread": float(group["test.student.accuracy"].std()) if len(group) > 1 else 0.0,
@@ -283,7 +331,7 @@ def curve(results: list[dict], runs: pd.DataFrame, path: Path, extra: list[dict]
             if point["agreement"] is not None:
                 bottom.plot([xi], [point["agreement"]], **marker)
     for teacher, name in TEACHER_NAMES.items():
-        accuracies = runs[runs[records.ARCH] == teacher]["test.teacher.accuracy"]
+        accuracies = of_version(runs[runs[records.ARCH] == teacher], headline_version(results, runs))["test.teacher.accuracy"]
         if len(accuracies):
             top.axhline(float(accuracies.mean()), color=COLORS[teacher], linestyle=":", label=f"{name} (all images)")
     middle.axhline(0, color="black", linewidth=0.8)
@@ -376,7 +424,8 @@ def write_report(runs: pd.DataFrame, out: Path, others: pd.DataFrame | None = No
     out.mkdir(parents=True, exist_ok=True)
     results = analyse(runs)
     extra = variants(others) if others is not None and not others.empty else []
-    curve(results, runs, out / "kd_curve.png", extra)
+    shown = headline(results, runs)
+    curve(shown, runs, out / "kd_curve.png", extra)
     outputs.write_json(out / "summary.json", {"runs": len(runs), "results": results,
                                               **({"variants": extra} if extra else {})})
     outputs.write_text(
@@ -388,7 +437,7 @@ def write_report(runs: pd.DataFrame, out: Path, others: pd.DataFrame | None = No
         "Teachers always train on every training image; validation and test never change. The sweep (KD on the labelled "
         "images, T and alpha chosen on validation) uses the 784-128-10 MLP student; each variant names what it changes.\n\n"
         "![test accuracy, KD gain and agreement with the teacher against the labelled share](kd_curve.png)\n\n"
-        + "\n".join(findings(results) + variant_findings(extra)) + "\n\n"
+        + "\n".join(findings(shown) + variant_findings(extra)) + "\n\n"
         + versions_line(runs if others is None else pd.concat([runs, others])) + "\n\n"
         "## Verdict: distilled against baseline, paired by student seed, on the test set\n\n"
         "T and alpha chosen on validation at each size (below). KD gain: mean of the paired test-accuracy "
