@@ -373,3 +373,17 @@ def test_a_size_rerun_on_one_code_version_is_its_own_verdict_and_the_picture_tak
     assert not report.findings(shown)[0].startswith("- 1 of")
     grid = report.grid_table(results).splitlines()
     assert grid[0].endswith("| code |") and grid[2].endswith("| aaaaaaaaaa |") and grid[3].endswith("| bbbbbbbbbb |")
+
+
+def test_a_rerun_still_going_stays_out_of_the_mixed_answer_at_the_sizes_it_has_not_finished():
+    # The old sweep: selection on one version, verdict seeds on the next, at 1% and 3%.
+    mixed = [{**row, records.CODE: "aaaaaaaaaa" if row[records.SEED] in sweep.SELECTION_SEEDS else "bbbbbbbbbb"}
+             for fraction in (0.01, 0.03) for row in sweep_at_size("x", fraction=fraction, best=(2, 0))]
+    # A rerun on new code: all of 1%, and at 3% half the grid, whose cells score best on validation.
+    rerun = sweep_at_size("cccccccccc", best=(8, 0.5), student=0.70)
+    rerun += [row for row in sweep_at_size("cccccccccc", fraction=0.03, best=(8, 0.5))
+              if row[records.TEMPERATURE] >= 4 and row[records.SEED] in sweep.SELECTION_SEEDS]
+    results = report.analyse(pd.DataFrame(mixed + rerun))
+    assert [(r["fraction"], r["code"], r["temperature"]) for r in results] == [
+        (0.01, ["cccccccccc"], 8), (0.03, ["aaaaaaaaaa", "bbbbbbbbbb"], 2)]
+    assert results[1]["gain"][0] == pytest.approx(0.024)  # the old runs' gains alone

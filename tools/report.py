@@ -12,6 +12,7 @@ validation score helped choose the cell would favour the distilled side.
 """
 
 import argparse
+import itertools
 import math
 import sys
 from pathlib import Path
@@ -77,16 +78,23 @@ def mean_of(runs: pd.DataFrame, column: str) -> float | None:
 def analyse(runs: pd.DataFrame) -> list[dict]:
     """Per teacher and transfer-set size, one entry for each code version whose own runs hold the
     whole selection grid and a verdict seed of the chosen cell. Where no single version does, one
-    entry over the runs of every version, whose code column names them all (mixed)."""
+    entry over the runs of several versions, whose code column names them all (mixed). A version
+    that answers some size on its own is a rerun still going at the others, and stays out of their
+    mixed entries."""
+    sizes = list(itertools.product(sweep.TEACHERS, sweep.FRACTIONS))
+    at_size = {(teacher, fraction): runs[(runs[records.ARCH] == teacher) & (runs[records.FRACTION] == fraction)]
+               for teacher, fraction in sizes}
+    single = {}
+    for (teacher, fraction), mine in at_size.items():
+        versions = pd.Series(code_of(mine), index=mine.index, dtype=object)
+        answers = [size_result(group, teacher, fraction) for _, group in mine.groupby(versions, sort=True)]
+        single[teacher, fraction] = [result for result in answers if result]
+    rerunning = {result["code"][0] for answers in single.values() for result in answers}
     results = []
-    for teacher in sweep.TEACHERS:
-        for fraction in sweep.FRACTIONS:
-            at_size = runs[(runs[records.ARCH] == teacher) & (runs[records.FRACTION] == fraction)]
-            versions = pd.Series(code_of(at_size), index=at_size.index, dtype=object)
-            single = [size_result(mine, teacher, fraction) for _, mine in at_size.groupby(versions, sort=True)]
-            single = [result for result in single if result]
-            pooled = size_result(at_size, teacher, fraction)
-            results += single or ([pooled] if pooled else [])
+    for teacher, fraction in sizes:
+        mine = at_size[teacher, fraction]
+        pooled = size_result(mine[[code not in rerunning for code in code_of(mine)]], teacher, fraction)
+        results += single[teacher, fraction] or ([pooled] if pooled else [])
     return results
 
 
