@@ -383,7 +383,11 @@ def test_a_rerun_still_going_stays_out_of_the_mixed_answer_at_the_sizes_it_has_n
     rerun = sweep_at_size("cccccccccc", best=(8, 0.5), student=0.70)
     rerun += [row for row in sweep_at_size("cccccccccc", fraction=0.03, best=(8, 0.5))
               if row[records.TEMPERATURE] >= 4 and row[records.SEED] in sweep.SELECTION_SEEDS]
-    results = report.analyse(pd.DataFrame(mixed + rerun))
+    runs = pd.DataFrame(mixed + rerun)
+    results = report.analyse(runs)
     assert [(r["fraction"], r["code"], r["temperature"]) for r in results] == [
         (0.01, ["cccccccccc"], 8), (0.03, ["aaaaaaaaaa", "bbbbbbbbbb"], 2)]
     assert results[1]["gain"][0] == pytest.approx(0.024)  # the old runs' gains alone
+    # Each size's baseline in the picture comes from the code of its distilled point.
+    baseline = report.series(report.headline(results, runs), runs, [])[0]["points"]
+    assert [point["accuracy"] for point in baseline] == pytest.approx([0.70, 0.80])

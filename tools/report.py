@@ -139,10 +139,11 @@ def headline_version(results: list[dict], runs: pd.DataFrame) -> str | None:
     return max(counts, key=lambda version: (counts[version], latest.get(version, ""), version))
 
 
-def of_version(runs: pd.DataFrame, version: str | None) -> pd.DataFrame:
-    """The rows of `runs` made by `version` where it has any, else all of them: the picture's
-    baseline and teacher accuracy come from the code its distilled points come from."""
-    mine = runs[[code == version for code in code_of(runs)]]
+def made_by(runs: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
+    """The rows of `runs` made by the code versions behind `results`, or all of them where no result
+    speaks: the picture's baseline and teacher accuracy come from the code its distilled points come from."""
+    versions = {version for result in results for version in result["code"]}
+    mine = runs[[code in versions for code in code_of(runs)]]
     return mine if len(mine) else runs
 
 
@@ -275,8 +276,7 @@ def _pyplot():
 def series(results: list[dict], runs: pd.DataFrame, extra: list[dict]) -> list[dict]:
     """The picture's lines: the baseline, KD on the labelled images per teacher (the sweep's verdicts),
     and each variant per teacher and code version, with the sizes it has."""
-    version = headline_version(results, runs)
-    baseline = [(fraction, of_version(group, version).drop_duplicates(records.SEED))
+    baseline = [(fraction, made_by(group, [r for r in results if r["fraction"] == fraction]).drop_duplicates(records.SEED))
                 for fraction, group in runs.groupby(records.FRACTION)]
     lines = [{"label": "student (labels only)", "points": [
         {"fraction": fraction, "accuracy": float(group["test.student.accuracy"].mean()),
@@ -339,7 +339,8 @@ def curve(results: list[dict], runs: pd.DataFrame, path: Path, extra: list[dict]
             if point["agreement"] is not None:
                 bottom.plot([xi], [point["agreement"]], **marker)
     for teacher, name in TEACHER_NAMES.items():
-        accuracies = of_version(runs[runs[records.ARCH] == teacher], headline_version(results, runs))["test.teacher.accuracy"]
+        mine = made_by(runs[runs[records.ARCH] == teacher], [result for result in results if result["teacher"] == teacher])
+        accuracies = mine["test.teacher.accuracy"]
         if len(accuracies):
             top.axhline(float(accuracies.mean()), color=COLORS[teacher], linestyle=":", label=f"{name} (all images)")
     middle.axhline(0, color="black", linewidth=0.8)
