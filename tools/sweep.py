@@ -48,9 +48,11 @@ def verdict_seeds(fraction: float) -> range:
 # Recipes fixed in advance, in the order they answer the questions: consistent views at 1%
 # of the labels with a patient schedule (10,000 steps, for both students), at full data for each
 # student architecture, one seed of patience at 1% (1,000 steps) and 10% (30 epochs), five at 10%
-# with 300 epochs, and every training image as transfer set at 1%.
+# with 300 epochs, and every training image as transfer set at 1%; then the curve's other cells of
+# the transfer set, three seeds at each other size with the CNN teacher and at every size with the MLP's.
 VIEWS = ("teacher.arch=cnn", "distill.views=consistent", "distill.temperature=1", "distill.alpha=0")
-TRANSFER_ALL = ("teacher.arch=cnn", "distill.views=fixed", "distill.transfer=all", "distill.temperature=1", "distill.alpha=0")
+TRANSFER_ALL_SETTINGS = ("distill.views=fixed", "distill.transfer=all", "distill.temperature=1", "distill.alpha=0")
+TRANSFER_ALL = ("teacher.arch=cnn", *TRANSFER_ALL_SETTINGS)
 FIXED_RUNS = (
     (("student.train_fraction=0.01", "student.arch=mlp", "student.min_steps=10000", *VIEWS), range(2, 7)),
     (("student.train_fraction=1.0", "student.arch=mlp", *VIEWS), range(2, 7)),
@@ -59,6 +61,9 @@ FIXED_RUNS = (
     (("student.train_fraction=0.1", "student.arch=mlp", "student.epochs=30", *VIEWS), range(2, 3)),
     (("student.train_fraction=0.1", "student.arch=mlp", "student.epochs=300", *VIEWS), range(2, 7)),
     (("student.train_fraction=0.01", "student.arch=mlp", "student.min_steps=1000", *TRANSFER_ALL), range(2, 7)),
+    *(((f"student.train_fraction={fraction:g}", "student.arch=mlp", "student.min_steps=1000", *TEACHERS[teacher],
+        *TRANSFER_ALL_SETTINGS), range(2, 5))
+      for teacher in TEACHERS for fraction in FRACTIONS if (teacher, fraction) != ("cnn", 0.01)),
 )
 
 
