@@ -391,3 +391,14 @@ def test_a_rerun_still_going_stays_out_of_the_mixed_answer_at_the_sizes_it_has_n
     # Each size's baseline in the picture comes from the code of its distilled point.
     baseline = report.series(report.headline(results, runs), runs, [])[0]["points"]
     assert [point["accuracy"] for point in baseline] == pytest.approx([0.70, 0.80])
+
+
+def test_a_gap_narrower_than_one_test_image_has_no_share_recovered():
+    # Teacher and student 0.8864 on every seed: a gain of -0.9 points has no gap to be a share of.
+    runs = frame(*(exp_data(seed=seed, teacher=0.8864, student=0.8864, distilled=0.8776) for seed in (2, 3, 4)))
+    result = report.verdict(runs)
+    assert result["gap_recovered"] is None and result["gain"][0] == pytest.approx(-0.0088)
+    assert report.verdict_cells(result).endswith("| –")
+    narrow = report.verdict(frame(*(exp_data(seed=seed, teacher=0.8866, student=0.8864, distilled=0.8865) for seed in (2, 3))))
+    assert narrow["gap_recovered"] == pytest.approx(0.5)  # a gap of two images still has a share
+    assert report._gap_phrase(result) == "no teacher-student gap to recover" and report._gap_phrase(narrow) == "50% of the gap"

@@ -64,7 +64,8 @@ def verdict(runs: pd.DataFrame) -> dict:
         "gain": [mean_gain, spread if count > 1 else None],
         "gain_ci95": [mean_gain - half_width, mean_gain + half_width] if half_width is not None else None,
         "p_value": p_value,
-        "gap_recovered": mean_gain / float((teacher - student).mean()),
+        # No share of a gap narrower than one test image: the student has all but caught up already.
+        "gap_recovered": mean_gain / gap if abs(gap := float((teacher - student).mean())) >= ACCURACY_STEP else None,
         # Top-1 agreement with the teacher on the test set (Stanton et al. 2021: fidelity and accuracy part ways).
         "agreement": [mean_of(runs, "test.student.agreement"), mean_of(runs, "test.distilled.agreement")],
     }
@@ -189,6 +190,15 @@ def _p(value) -> str:
 # ---------------------------------------------------------------- writing
 
 
+def _gap_phrase(result: dict) -> str:
+    share = result["gap_recovered"]
+    return "no teacher-student gap to recover" if share is None else f"{share:.0%} of the gap"
+
+
+def _share(value: float | None, form: str) -> str:
+    return "–" if value is None else format(value, form)
+
+
 def _pm(pair, digits: int = 4) -> str:
     mean, spread = pair
     return f"{mean:.{digits}f} ± {spread:.{digits}f}" if spread is not None else f"{mean:.{digits}f}"
@@ -215,7 +225,7 @@ def verdict_cells(result: dict) -> str:
     low, high = result["gain_ci95"] or (None, None)
     return (f"{result['teacher_accuracy']:.4f} | {_pm(result['student'])} | {_pm(result['distilled'])} | "
             f"{result['gain'][0]:+.4f} | {'–' if low is None else f'[{low:+.4f}, {high:+.4f}]'} | "
-            f"{_p(result['p_value'])} | {result['gap_recovered']:+.0%}")
+            f"{_p(result['p_value'])} | {_share(result['gap_recovered'], '+.0%')}")
 
 
 def code_cell(versions: list[str]) -> str:
@@ -246,10 +256,10 @@ def findings(results: list[dict]) -> list[str]:
             continue
         for result in mine:
             if result["fraction"] in TARGET_FRACTIONS:
-                met = significant(result) and result["gap_recovered"] >= TARGET_GAP_SHARE
+                met = significant(result) and (result["gap_recovered"] or 0) >= TARGET_GAP_SHARE
                 lines.append(
                     f"- {name}, {result['fraction']:.0%} of the training images: gain {result['gain'][0]:+.4f} "
-                    f"(p = {_p(result['p_value'])}), {result['gap_recovered']:.0%} of the gap: target "
+                    f"(p = {_p(result['p_value'])}), {_gap_phrase(result)}: target "
                     f"{TARGET_GAP_SHARE:.0%} {'met' if met else 'missed'}."
                 )
         first_not = next((result for result in mine if not significant(result)), None)
@@ -414,7 +424,7 @@ def variant_findings(results: list[dict]) -> list[str]:
             if len(result["seeds"]) < TARGET_SEEDS:
                 verdict_text = f"; target {target:.0%}: not judged on {len(result['seeds'])} of {TARGET_SEEDS} seeds"
             else:
-                met = significant(result) and result["gap_recovered"] >= target
+                met = significant(result) and (result["gap_recovered"] or 0) >= target
                 verdict_text = f"; target {target:.0%}: {'met' if met else 'missed'}"
         direction = "helps" if significant(result) else (
             "hurts" if result["p_value"] is not None and result["p_value"] < SIGNIFICANCE else "no significant change")
@@ -422,7 +432,7 @@ def variant_findings(results: list[dict]) -> list[str]:
             f"- {result['recipe']} (T = {result['temperature']:g}, alpha = {result['alpha']:g}), "
             f"{TEACHER_NAMES[result['teacher']]}, {result['fraction']:.0%} labelled, "
             f"{len(result['seeds'])} seeds: {direction}, gain {result['gain'][0] * 100:+.2f} points "
-            f"(p = {_p(result['p_value'])}), {result['gap_recovered']:.0%} of the gap{verdict_text}."
+            f"(p = {_p(result['p_value'])}), {_gap_phrase(result)}{verdict_text}."
         )
     return lines
 
