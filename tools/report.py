@@ -195,10 +195,6 @@ def _gap_phrase(result: dict) -> str:
     return "no teacher-student gap to recover" if share is None else f"{share:.0%} of the gap"
 
 
-def _share(value: float | None, form: str) -> str:
-    return "–" if value is None else format(value, form)
-
-
 def _pm(pair, digits: int = 4) -> str:
     mean, spread = pair
     return f"{mean:.{digits}f} ± {spread:.{digits}f}" if spread is not None else f"{mean:.{digits}f}"
@@ -225,7 +221,7 @@ def verdict_cells(result: dict) -> str:
     low, high = result["gain_ci95"] or (None, None)
     return (f"{result['teacher_accuracy']:.4f} | {_pm(result['student'])} | {_pm(result['distilled'])} | "
             f"{result['gain'][0]:+.4f} | {'–' if low is None else f'[{low:+.4f}, {high:+.4f}]'} | "
-            f"{_p(result['p_value'])} | {_share(result['gap_recovered'], '+.0%')}")
+            f"{_p(result['p_value'])} | {'–' if result['gap_recovered'] is None else format(result['gap_recovered'], '+.0%')}")
 
 
 def code_cell(versions: list[str]) -> str:
