@@ -49,8 +49,11 @@ def verdict_seeds(fraction: float) -> range:
 # of the labels with a patient schedule (10,000 steps, for both students), at full data for each
 # student architecture, one seed of patience at 1% (1,000 steps) and 10% (30 epochs), five at 10%
 # with 300 epochs, and every training image as transfer set at 1%; then the curve's other cells of
-# the transfer set, three seeds at each other size with the CNN teacher and at every size with the MLP's.
-VIEWS = ("teacher.arch=cnn", "distill.views=consistent", "distill.temperature=1", "distill.alpha=0")
+# the transfer set, three seeds at each other size with the CNN teacher and at every size with the MLP's;
+# then consistent views on the same 10,000 steps at 3% and 30%, with the MLP teacher at 1%, and on the
+# CNN student at 1%, three seeds each.
+VIEWS_SETTINGS = ("distill.views=consistent", "distill.temperature=1", "distill.alpha=0")
+VIEWS = ("teacher.arch=cnn", *VIEWS_SETTINGS)
 TRANSFER_ALL_SETTINGS = ("distill.views=fixed", "distill.transfer=all", "distill.temperature=1", "distill.alpha=0")
 TRANSFER_ALL = ("teacher.arch=cnn", *TRANSFER_ALL_SETTINGS)
 FIXED_RUNS = (
@@ -64,6 +67,11 @@ FIXED_RUNS = (
     *(((f"student.train_fraction={fraction:g}", "student.arch=mlp", "student.min_steps=1000", *TEACHERS[teacher],
         *TRANSFER_ALL_SETTINGS), range(2, 5))
       for teacher in TEACHERS for fraction in FRACTIONS if (teacher, fraction) != ("cnn", 0.01)),
+    *((("student.train_fraction=" + fraction, "student.arch=mlp", "student.min_steps=10000", *VIEWS), range(2, 5))
+      for fraction in ("0.03", "0.3")),
+    (("student.train_fraction=0.01", "student.arch=mlp", "student.min_steps=10000", *TEACHERS["mlp"],
+      *VIEWS_SETTINGS), range(2, 5)),
+    (("student.train_fraction=0.01", "student.arch=cnn", "student.min_steps=10000", *VIEWS), range(2, 5)),
 )
 
 
