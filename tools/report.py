@@ -36,6 +36,24 @@ ACCURACY_STEP = 1e-4
 TARGET_FRACTIONS, TARGET_GAP_SHARE = (0.01, 0.03), 0.25
 
 
+def paired_test(first, second) -> tuple[float | None, float | None]:
+    """The 95% half-width and the two-sided paired t-test p-value of the mean of `first - second` (one
+    pair per seed); (None, None) for one seed, which has no spread."""
+    differences = first - second
+    count = len(differences)
+    if count < 2:
+        return None, None
+    spread = float(differences.std(ddof=1))
+    if spread >= ACCURACY_STEP:
+        half_width = float(stats.t.ppf(1 - SIGNIFICANCE / 2, count - 1) * spread / math.sqrt(count))
+        return half_width, float(stats.ttest_rel(first, second).pvalue)
+    # Equal differences (zero spread) or differences a step apart: the test runs on a spread of one
+    # step, the smallest the data can show, rather than on rounding (zero would make any gain certain).
+    standard_error = ACCURACY_STEP / math.sqrt(count)
+    half_width = float(stats.t.ppf(1 - SIGNIFICANCE / 2, count - 1) * standard_error)
+    return half_width, float(2 * stats.t.sf(abs(float(differences.mean())) / standard_error, count - 1))
+
+
 def verdict(runs: pd.DataFrame) -> dict:
     """Paired statistics of distilled against baseline test accuracy over the rows of `runs` (one per seed)."""
     distilled = runs["test.distilled.accuracy"].to_numpy()
@@ -44,28 +62,21 @@ def verdict(runs: pd.DataFrame) -> dict:
     gains = distilled - student
     count = len(gains)
     mean_gain = float(gains.mean())
-    spread = float(gains.std(ddof=1)) if count > 1 else math.nan
-    if count > 1 and spread >= ACCURACY_STEP:
-        half_width = float(stats.t.ppf(1 - SIGNIFICANCE / 2, count - 1) * spread / math.sqrt(count))
-        p_value = float(stats.ttest_rel(distilled, student).pvalue)
-    elif count > 1:
-        # Equal gains (zero spread) or gains a step apart: the t-test runs on a spread of one step,
-        # the smallest the data can show, rather than on rounding (zero would make any gain certain).
-        standard_error = ACCURACY_STEP / math.sqrt(count)
-        half_width = float(stats.t.ppf(1 - SIGNIFICANCE / 2, count - 1) * standard_error)
-        p_value = float(2 * stats.t.sf(abs(mean_gain) / standard_error, count - 1))
-    else:
-        half_width, p_value = None, None  # one seed: no spread, so no interval and no test (JSON null)
+    half_width, p_value = paired_test(distilled, student)
+    gap = float((teacher - student).mean())
+    # A share of the gap only where there is one: wider than a test image on one seed, and over several
+    # seeds a lead of the teacher's that the same test finds (else a gain of a few images reads as 172%).
+    gap_p_value = paired_test(teacher, student)[1]
+    has_gap = gap >= ACCURACY_STEP and (gap_p_value is None or gap_p_value < SIGNIFICANCE)
     return {
         "seeds": sorted(int(seed) for seed in runs[records.SEED]),
         "teacher_accuracy": float(teacher.mean()),
         "student": [float(student.mean()), float(student.std(ddof=1)) if count > 1 else None],
         "distilled": [float(distilled.mean()), float(distilled.std(ddof=1)) if count > 1 else None],
-        "gain": [mean_gain, spread if count > 1 else None],
+        "gain": [mean_gain, float(gains.std(ddof=1)) if count > 1 else None],
         "gain_ci95": [mean_gain - half_width, mean_gain + half_width] if half_width is not None else None,
         "p_value": p_value,
-        # No share of a gap narrower than one test image: the student has all but caught up already.
-        "gap_recovered": mean_gain / gap if abs(gap := float((teacher - student).mean())) >= ACCURACY_STEP else None,
+        "gap_recovered": mean_gain / gap if has_gap else None,
         # Top-1 agreement with the teacher on the test set (Stanton et al. 2021: fidelity and accuracy part ways).
         "agreement": [mean_of(runs, "test.student.agreement"), mean_of(runs, "test.distilled.agreement")],
     }
@@ -457,7 +468,7 @@ def write_report(runs: pd.DataFrame, out: Path, others: pd.DataFrame | None = No
         "## Verdict: distilled against baseline, paired by student seed, on the test set\n\n"
         "T and alpha chosen on validation at each size (below). KD gain: mean of the paired test-accuracy "
         "differences; its 95% confidence interval and the paired t-test's two-sided p-value; gap recovered: mean gain "
-        "/ mean (teacher − student).\n\n"
+        "/ mean (teacher − student), where the same paired test finds that gap (–: none to recover).\n\n"
         + verdict_table(results)
         + "\n## Selection: the distilled student's mean validation accuracy, seeds "
         + ", ".join(map(str, sweep.SELECTION_SEEDS)) + " (bold: chosen)\n\n"
