@@ -272,6 +272,26 @@ def test_fixed_phase_queues_each_fixed_recipe_seed_not_yet_recorded():
     assert len(remaining) == len(everything) - 1
 
 
+def recorded_as(overrides: list[str]) -> dict:
+    """The experiment `dvc exp run -S ...` makes of a fixed phase line: params.yaml with its overrides."""
+    experiment = exp_data()
+    values = experiment["params"]["params.yaml"]["data"]
+    values["distill"] = copy.deepcopy(BASELINE["distill"])
+    for setting in overrides:
+        key, value = setting.split("=", 1)
+        section, name = key.split(".")
+        values[section][name] = params.parse_yaml(value)
+    return experiment
+
+
+def test_each_fixed_run_once_recorded_is_no_other_lines_run():
+    everything = sweep.fixed_runs(pd.DataFrame())
+    assert len({" ".join(run) for run in everything}) == len(everything)
+    for run in everything:
+        # Recorded alone, a run answers its own line and nothing else: no set is a subset of another's params.
+        assert sweep.fixed_runs(frame(recorded_as(run))) == [other for other in everything if other != run], run
+
+
 def test_no_comparable_run_is_a_clear_error(tmp_path):
     runs_file = tmp_path / "runs.csv"
     records.save(frame(exp_data(learning_rate=0.5)), runs_file)
