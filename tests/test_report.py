@@ -413,6 +413,20 @@ def test_a_rerun_still_going_stays_out_of_the_mixed_answer_at_the_sizes_it_has_n
     assert [point["accuracy"] for point in baseline] == pytest.approx([0.70, 0.80])
 
 
+def test_the_picture_draws_the_variants_of_the_sweeps_code_only():
+    sweep_runs = pd.DataFrame(sweep_at_size("cccccccccc"))
+    results = report.analyse(sweep_runs)
+    views = [{**row, records.CODE: code} for code in ("aaaaaaaaaa", "cccccccccc")
+             for row in frame(*(exp_data(seed=seed, temperature=1, alpha=0, distill_changes={"views": "consistent"})
+                                for seed in (2, 3))).to_dict("records")]
+    extra = report.variants(pd.DataFrame(views).assign(**{report.RECIPE: "distill.views=consistent"}))
+    assert sorted(result["code"][0] for result in extra) == ["aaaaaaaaaa", "cccccccccc"]
+    labels = [line["label"] for line in report.series(results, sweep_runs, extra)]
+    # One views line, the sweep's version's, unlabelled by version since no other is drawn.
+    assert labels[-1] == "distill.views=consistent, CNN teacher, T=1, alpha=0"
+    assert sum("views" in label for label in labels) == 1
+
+
 def test_a_gap_narrower_than_one_test_image_has_no_share_recovered():
     # Teacher and student 0.8864 on every seed: a gain of -0.9 points has no gap to be a share of.
     runs = frame(*(exp_data(seed=seed, teacher=0.8864, student=0.8864, distilled=0.8776) for seed in (2, 3, 4)))

@@ -292,7 +292,7 @@ def _pyplot():
 
 def series(results: list[dict], runs: pd.DataFrame, extra: list[dict]) -> list[dict]:
     """The picture's lines: the baseline, KD on the labelled images per teacher (the sweep's verdicts),
-    and each variant per teacher and code version, with the sizes it has."""
+    and each variant on the sweep's code versions, with the sizes it has."""
     baseline = [(fraction, made_by(group, [r for r in results if r["fraction"] == fraction]).drop_duplicates(records.SEED))
                 for fraction, group in runs.groupby(records.FRACTION)]
     lines = [{"label": "student (labels only)", "points": [
@@ -302,8 +302,11 @@ def series(results: list[dict], runs: pd.DataFrame, extra: list[dict]) -> list[d
         for fraction, group in baseline if fraction in sweep.FRACTIONS]}]
     groups = [(f"KD, labelled images, {TEACHER_NAMES[teacher]}", [r for r in results if r["teacher"] == teacher])
               for teacher in TEACHER_NAMES]
+    # Variants on the code of the sweep's points only: older versions' rows stay in the tables, where
+    # their version is named, rather than crowding the picture with lines a rerun has replaced.
+    versions = {code for result in results for code in result["code"]}
     names = {}
-    for result in extra:
+    for result in (result for result in extra if result["code"][0] in versions):
         key = (result["recipe"], result["teacher"], result["temperature"], result["alpha"], result["code"][0])
         names.setdefault(key, []).append(result)
     labels = [f"{recipe}, {TEACHER_NAMES[teacher]}, T={temperature:g}, alpha={alpha:g}"
@@ -322,7 +325,7 @@ def series(results: list[dict], runs: pd.DataFrame, extra: list[dict]) -> list[d
 
 def curve(results: list[dict], runs: pd.DataFrame, path: Path, extra: list[dict] = ()) -> None:
     """Test accuracy, KD gain (95% band) and top-1 agreement with the teacher against the labelled
-    share (log scale): the baseline, KD on the labelled images and every variant recorded."""
+    share (log scale): the baseline, KD on the labelled images and every variant recorded on their code."""
     plt = _pyplot()
     lines = series(results, runs, list(extra))
     figure, (top, middle, bottom) = plt.subplots(3, 1, figsize=(8, 11), dpi=110, sharex=True, height_ratios=(3, 2, 2))
