@@ -67,8 +67,8 @@ FIXED_RUNS = (
     *(((f"student.train_fraction={fraction:g}", "student.arch=mlp", "student.min_steps=1000", *TEACHERS[teacher],
         *TRANSFER_ALL_SETTINGS), range(2, 5))
       for teacher in TEACHERS for fraction in FRACTIONS if (teacher, fraction) != ("cnn", 0.01)),
-    *((("student.train_fraction=" + fraction, "student.arch=mlp", "student.min_steps=10000", *VIEWS), range(2, 5))
-      for fraction in ("0.03", "0.3")),
+    *(((f"student.train_fraction={fraction:g}", "student.arch=mlp", "student.min_steps=10000", *VIEWS), range(2, 5))
+      for fraction in (0.03, 0.3)),
     (("student.train_fraction=0.01", "student.arch=mlp", "student.min_steps=10000", *TEACHERS["mlp"],
       *VIEWS_SETTINGS), range(2, 5)),
     (("student.train_fraction=0.01", "student.arch=cnn", "student.min_steps=10000", *VIEWS), range(2, 5)),
