@@ -50,8 +50,8 @@ def verdict_seeds(fraction: float) -> range:
 # student architecture, one seed of patience at 1% (1,000 steps) and 10% (30 epochs), five at 10%
 # with 300 epochs, and every training image as transfer set at 1%; then the curve's other cells of
 # the transfer set, three seeds at each other size with the CNN teacher and at every size with the MLP's;
-# then consistent views on the same 10,000 steps at 3% and 30%, with the MLP teacher at 1%, and on the
-# CNN student at 1%, three seeds each.
+# then consistent views on the same 10,000 steps at 3% and 30%, with the MLP teacher at those sizes,
+# at 1% and at full data, and on the CNN student at 1%, three seeds each.
 VIEWS_SETTINGS = ("distill.views=consistent", "distill.temperature=1", "distill.alpha=0")
 VIEWS = ("teacher.arch=cnn", *VIEWS_SETTINGS)
 TRANSFER_ALL_SETTINGS = ("distill.views=fixed", "distill.transfer=all", "distill.temperature=1", "distill.alpha=0")
@@ -69,8 +69,8 @@ FIXED_RUNS = (
       for teacher in TEACHERS for fraction in FRACTIONS if (teacher, fraction) != ("cnn", 0.01)),
     *(((f"student.train_fraction={fraction:g}", "student.arch=mlp", "student.min_steps=10000", *VIEWS), range(2, 5))
       for fraction in (0.03, 0.3)),
-    (("student.train_fraction=0.01", "student.arch=mlp", "student.min_steps=10000", *TEACHERS["mlp"],
-      *VIEWS_SETTINGS), range(2, 5)),
+    *(((f"student.train_fraction={fraction:g}", "student.arch=mlp", f"student.min_steps={steps}", *TEACHERS["mlp"],
+        *VIEWS_SETTINGS), range(2, 5)) for fraction, steps in ((0.01, 10000), (0.03, 10000), (0.3, 10000), (1.0, 1000))),
     (("student.train_fraction=0.01", "student.arch=cnn", "student.min_steps=10000", *VIEWS), range(2, 5)),
 )
 
