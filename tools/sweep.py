@@ -67,10 +67,10 @@ FIXED_RUNS = (
     *(((f"student.train_fraction={fraction:g}", "student.arch=mlp", "student.min_steps=1000", *TEACHERS[teacher],
         *TRANSFER_ALL_SETTINGS), range(2, 5))
       for teacher in TEACHERS for fraction in FRACTIONS if (teacher, fraction) != ("cnn", 0.01)),
-    *(((f"student.train_fraction={fraction:g}", "student.arch=mlp", "student.min_steps=10000", *VIEWS), range(2, 5))
-      for fraction in (0.03, 0.3)),
-    *(((f"student.train_fraction={fraction:g}", "student.arch=mlp", f"student.min_steps={steps}", *TEACHERS["mlp"],
-        *VIEWS_SETTINGS), range(2, 5)) for fraction, steps in ((0.01, 10000), (0.03, 10000), (0.3, 10000), (1.0, 1000))),
+    *(((f"student.train_fraction={fraction:g}", "student.arch=mlp", f"student.min_steps={steps}", *TEACHERS[teacher],
+        *VIEWS_SETTINGS), range(2, 5))
+      for teacher, fraction, steps in (("cnn", 0.03, 10000), ("cnn", 0.3, 10000), ("mlp", 0.01, 10000),
+                                       ("mlp", 0.03, 10000), ("mlp", 0.3, 10000), ("mlp", 1.0, 1000))),
     (("student.train_fraction=0.01", "student.arch=cnn", "student.min_steps=10000", *VIEWS), range(2, 5)),
 )
 
