@@ -51,7 +51,8 @@ def verdict_seeds(fraction: float) -> range:
 # with 300 epochs, and every training image as transfer set at 1%; then the curve's other cells of
 # the transfer set, three seeds at each other size with the CNN teacher and at every size with the MLP's;
 # then consistent views on the same 10,000 steps at 3% and 30%, with the MLP teacher at those sizes,
-# at 1% and at full data, and on the CNN student at 1%, three seeds each.
+# at 1% and at full data, and at 10% with each teacher, five seeds each; and on the CNN student at 1%,
+# three seeds.
 VIEWS_SETTINGS = ("distill.views=consistent", "distill.temperature=1", "distill.alpha=0")
 VIEWS = ("teacher.arch=cnn", *VIEWS_SETTINGS)
 TRANSFER_ALL_SETTINGS = ("distill.views=fixed", "distill.transfer=all", "distill.temperature=1", "distill.alpha=0")
@@ -61,16 +62,18 @@ FIXED_RUNS = (
     (("student.train_fraction=1.0", "student.arch=mlp", *VIEWS), range(2, 7)),
     (("student.train_fraction=1.0", "student.arch=cnn", *VIEWS), range(2, 7)),
     (("student.train_fraction=0.01", "student.arch=mlp", "student.min_steps=1000", *VIEWS), range(2, 3)),
-    (("student.train_fraction=0.1", "student.arch=mlp", "student.epochs=30", *VIEWS), range(2, 3)),
+    (("student.train_fraction=0.1", "student.arch=mlp", "student.epochs=30", "student.min_steps=1000", *VIEWS),
+     range(2, 3)),
     (("student.train_fraction=0.1", "student.arch=mlp", "student.epochs=300", *VIEWS), range(2, 7)),
     (("student.train_fraction=0.01", "student.arch=mlp", "student.min_steps=1000", *TRANSFER_ALL), range(2, 7)),
     *(((f"student.train_fraction={fraction:g}", "student.arch=mlp", "student.min_steps=1000", *TEACHERS[teacher],
         *TRANSFER_ALL_SETTINGS), range(2, 5))
       for teacher in TEACHERS for fraction in FRACTIONS if (teacher, fraction) != ("cnn", 0.01)),
     *(((f"student.train_fraction={fraction:g}", "student.arch=mlp", f"student.min_steps={steps}", *TEACHERS[teacher],
-        *VIEWS_SETTINGS), range(2, 5))
+        *VIEWS_SETTINGS), range(2, 7))
       for teacher, fraction, steps in (("cnn", 0.03, 10000), ("cnn", 0.3, 10000), ("mlp", 0.01, 10000),
-                                       ("mlp", 0.03, 10000), ("mlp", 0.3, 10000), ("mlp", 1.0, 1000))),
+                                       ("mlp", 0.03, 10000), ("mlp", 0.3, 10000), ("mlp", 1.0, 1000),
+                                       ("cnn", 0.1, 10000), ("mlp", 0.1, 10000))),
     (("student.train_fraction=0.01", "student.arch=cnn", "student.min_steps=10000", *VIEWS), range(2, 5)),
 )
 
