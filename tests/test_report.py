@@ -436,6 +436,19 @@ def test_a_gap_narrower_than_one_test_image_has_no_share_recovered():
     assert report._gap_phrase(result) == "no teacher-student gap to recover"
 
 
+def test_a_loss_that_rounds_to_nothing_reads_as_zero_not_minus_zero():
+    # Gains of -1, 0 and 0 test images: a mean of -1/3 image, -3.3e-5, or -0.03% of a 0.12 gap.
+    runs = frame(*(exp_data(seed=seed, teacher=0.92, student=0.80, distilled=0.80 - gain)
+                   for seed, gain in ((2, 1e-4), (3, 0), (4, 0))))
+    result = report.verdict(runs)
+    assert result["gain"][0] == pytest.approx(-1e-4 / 3) and result["gap_recovered"] == pytest.approx(-1e-4 / 3 / 0.12)
+    cells = report.verdict_cells(result).split(" | ")
+    assert cells[3] == "+0.0000" and cells[-1] == "+0%"
+    sentence, = report.variant_findings([{**result, "recipe": "distill.views=consistent", "teacher": "cnn",
+                                          "fraction": 0.3, "temperature": 1, "alpha": 0}])
+    assert "gain +0.00 points" in sentence and sentence.endswith(", 0% of the gap.")
+
+
 def test_a_share_of_the_gap_only_where_the_test_finds_the_teachers_lead():
     # A lead of two images on every seed: floored at one step, t = 2e-4 / (1e-4 / sqrt(n)).
     # Two seeds: t = 2.83 on 1 degree of freedom, p = 0.22; five: t = 4.47 on 4, p = 0.011.

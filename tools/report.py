@@ -198,12 +198,19 @@ def _p(value) -> str:
     return "–" if value is None else f"{value:.2g}"
 
 
+def _shown(value: float, digits: int) -> float:
+    """`value` rounded to the decimals it is shown with, where a negative that rounds to zero becomes
+    +0: a mean gain of a third of a test image reads +0.00 points, not -0.00. Interval bounds keep
+    their sign, which tells whether the interval holds zero."""
+    return round(value, digits) + 0.0
+
+
 # ---------------------------------------------------------------- writing
 
 
 def _gap_phrase(result: dict) -> str:
     share = result["gap_recovered"]
-    return "no teacher-student gap to recover" if share is None else f"{share:.0%} of the gap"
+    return "no teacher-student gap to recover" if share is None else f"{_shown(share, 2):.0%} of the gap"
 
 
 def _pm(pair, digits: int = 4) -> str:
@@ -231,8 +238,9 @@ def verdict_cells(result: dict) -> str:
     interval and p-value, and the gap recovered."""
     low, high = result["gain_ci95"] or (None, None)
     return (f"{result['teacher_accuracy']:.4f} | {_pm(result['student'])} | {_pm(result['distilled'])} | "
-            f"{result['gain'][0]:+.4f} | {'–' if low is None else f'[{low:+.4f}, {high:+.4f}]'} | "
-            f"{_p(result['p_value'])} | {'–' if result['gap_recovered'] is None else format(result['gap_recovered'], '+.0%')}")
+            f"{_shown(result['gain'][0], 4):+.4f} | "
+            f"{'–' if low is None else f'[{low:+.4f}, {high:+.4f}]'} | {_p(result['p_value'])} | "
+            f"{'–' if result['gap_recovered'] is None else format(_shown(result['gap_recovered'], 2), '+.0%')}")
 
 
 def code_cell(versions: list[str]) -> str:
@@ -265,7 +273,7 @@ def findings(results: list[dict]) -> list[str]:
             if result["fraction"] in TARGET_FRACTIONS:
                 met = significant(result) and (result["gap_recovered"] or 0) >= TARGET_GAP_SHARE
                 lines.append(
-                    f"- {name}, {result['fraction']:.0%} of the training images: gain {result['gain'][0]:+.4f} "
+                    f"- {name}, {result['fraction']:.0%} of the training images: gain {_shown(result['gain'][0], 4):+.4f} "
                     f"(p = {_p(result['p_value'])}), {_gap_phrase(result)}: target "
                     f"{TARGET_GAP_SHARE:.0%} {'met' if met else 'missed'}."
                 )
@@ -275,7 +283,7 @@ def findings(results: list[dict]) -> list[str]:
         else:
             lines.append(
                 f"- {name}: the gain stops being significant at {first_not['fraction']:.0%} of the training images "
-                f"(gain {first_not['gain'][0]:+.4f}, p = {_p(first_not['p_value'])})."
+                f"(gain {_shown(first_not['gain'][0], 4):+.4f}, p = {_p(first_not['p_value'])})."
             )
     return lines
 
@@ -441,7 +449,7 @@ def variant_findings(results: list[dict]) -> list[str]:
         lines.append(
             f"- {result['recipe']} (T = {result['temperature']:g}, alpha = {result['alpha']:g}), "
             f"{TEACHER_NAMES[result['teacher']]}, {result['fraction']:.0%} labelled, "
-            f"{len(result['seeds'])} seeds: {direction}, gain {result['gain'][0] * 100:+.2f} points "
+            f"{len(result['seeds'])} seeds: {direction}, gain {_shown(result['gain'][0] * 100, 2):+.2f} points "
             f"(p = {_p(result['p_value'])}), {_gap_phrase(result)}{verdict_text}."
         )
     return lines
